@@ -43,7 +43,9 @@ def builtin_table() -> dict[str, Price]:
     return {model: Price.from_mapping(p) for model, p in raw["models"].items()}
 
 
-def price_table(overrides: Mapping[str, Mapping[str, float | None] | Price] | None = None) -> dict[str, Price]:
+def price_table(
+    overrides: Mapping[str, Mapping[str, float | None] | Price] | None = None,
+) -> dict[str, Price]:
     """The built-in table with the manifest's `pricing:` laid over it."""
     table = dict(builtin_table())
     for model, price in (overrides or {}).items():

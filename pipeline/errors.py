@@ -64,7 +64,7 @@ class AttemptError(EditbatchError):
         message: str,
         *,
         http_status: int | None = None,
-        type: str | None = None,  # noqa: A002 - the API's own field name
+        type: str | None = None,  # the API's own field name
         code: str | None = None,
         param: str | None = None,
         request_id: str | None = None,
