@@ -45,27 +45,55 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the job; a second call resumes it")
     run.add_argument("manifest", type=Path, metavar="MANIFEST")
     run.add_argument("--concurrency", type=_positive_int, help="requests in flight at most")
-    run.add_argument("--rpm", type=_non_negative, help="requests per minute, spaced evenly (0 = adapt)")
+    run.add_argument(
+        "--rpm", type=_non_negative, help="requests per minute, spaced evenly (0 = adapt)"
+    )
     run.add_argument("--max-usd", type=_non_negative, help="budget of this run in USD")
     run.add_argument("--base-url", help="the API's base URL, e.g. https://api.openai.com/v1")
     run.add_argument("--only", nargs="+", metavar="ID", default=(), help="run only these items")
-    run.add_argument("--retry-failed", action="store_true", help="try items that failed earlier again")
+    run.add_argument(
+        "--retry-failed", action="store_true", help="try items that failed earlier again"
+    )
     run.add_argument("--dry-run", action="store_true", help="plan and estimate; send nothing")
     run.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
     run.add_argument("--json", action="store_true", help="a machine-readable summary on stdout")
-    run.add_argument("--simulate", action="store_true", help="use the built-in simulator (no key, no network)")
-    run.add_argument("--grace", type=_non_negative, default=30.0, metavar="SECONDS",
-                     help="after SIGINT/SIGTERM, how long requests in flight may finish (default 30)")
+    run.add_argument(
+        "--simulate", action="store_true", help="use the built-in simulator (no key, no network)"
+    )
+    run.add_argument(
+        "--grace",
+        type=_non_negative,
+        default=30.0,
+        metavar="SECONDS",
+        help="after SIGINT/SIGTERM, how long requests in flight may finish (default 30)",
+    )
     run.add_argument("--shard", metavar="K/N", help="run shard K (0..N-1) of N of this job")
-    run.add_argument("--summary-file", type=Path, metavar="PATH", help="write the JSON summary here too")
-    run.add_argument("--metrics-file", type=Path, metavar="PATH",
-                     help="write Prometheus textfile metrics here")
-    run.add_argument("--sim-latency", type=_non_negative, default=None, metavar="SECONDS",
-                     help="with --simulate: mean latency per request (default 0.4)")
-    run.add_argument("--sim-faults", metavar="SPEC", help="with --simulate: e.g. 500=0.05,429=0.1,reset=0.02")
-    run.add_argument("--sim-rpm", type=_non_negative, default=0.0, metavar="N",
-                     help="with --simulate: the simulator's rate limit (requests per minute)")
-    run.add_argument("--seed", type=int, default=None, help="seed for backoff jitter and the simulator")
+    run.add_argument(
+        "--summary-file", type=Path, metavar="PATH", help="write the JSON summary here too"
+    )
+    run.add_argument(
+        "--metrics-file", type=Path, metavar="PATH", help="write Prometheus textfile metrics here"
+    )
+    run.add_argument(
+        "--sim-latency",
+        type=_non_negative,
+        default=None,
+        metavar="SECONDS",
+        help="with --simulate: mean latency per request (default 0.4)",
+    )
+    run.add_argument(
+        "--sim-faults", metavar="SPEC", help="with --simulate: e.g. 500=0.05,429=0.1,reset=0.02"
+    )
+    run.add_argument(
+        "--sim-rpm",
+        type=_non_negative,
+        default=0.0,
+        metavar="N",
+        help="with --simulate: the simulator's rate limit (requests per minute)",
+    )
+    run.add_argument(
+        "--seed", type=int, default=None, help="seed for backoff jitter and the simulator"
+    )
 
     validate = sub.add_parser("validate", help="check the manifest and every input; send nothing")
     validate.add_argument("manifest", type=Path, metavar="MANIFEST")
@@ -74,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     estimate = sub.add_parser("estimate", help="tokens and USD of the pending items")
     estimate.add_argument("manifest", type=Path, metavar="MANIFEST")
     estimate.add_argument("--json", action="store_true")
-    estimate.add_argument("--retry-failed", action="store_true", help="count failed items as pending")
+    estimate.add_argument(
+        "--retry-failed", action="store_true", help="count failed items as pending"
+    )
 
     report = sub.add_parser("report", help="what the ledger says")
     report.add_argument("sources", nargs="+", type=Path, metavar="MANIFEST_OR_LEDGER")
@@ -103,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `editbatch report | head`: the reader left; not an error of ours
+        _quiet_broken_pipe()
+        return 0
     except Exception as exc:  # a bug: say so in one line; the traceback only when asked
         if os.environ.get("EDITBATCH_DEBUG"):
             traceback.print_exc()
@@ -112,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
             "The ledger is consistent: a rerun resumes."
         )
         return EXIT_INTERNAL
+
+
+def _quiet_broken_pipe() -> None:
+    # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _error(text: str) -> None:
@@ -136,12 +175,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         plan = load_plan(args.manifest)
     except ManifestError as exc:
         if args.json:
-            _print_json({
-                "valid": False,
-                "problems": [
-                    {"where": p.where, "message": p.message, "fix": p.fix} for p in exc.problems
-                ],
-            })
+            _print_json(
+                {
+                    "valid": False,
+                    "problems": [
+                        {"where": p.where, "message": p.message, "fix": p.fix} for p in exc.problems
+                    ],
+                }
+            )
             return EXIT_USAGE
         raise
     if args.json:
@@ -170,10 +211,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.report import load_sources, render_text, summarize
     from pipeline.report_html import write_html
 
-    plan, records = load_sources(args.sources)
-    report = summarize(records, plan)
+    warnings: list[str] = []
+    plan, records = load_sources(args.sources, warnings)
+    report = summarize(records, plan, warnings)
+    for warning in warnings:
+        _error(f"warning: {warning}")
     if args.html:
-        write_html(report, records, plan, args.html)
+        # Without a manifest, outputs are looked for beside the (first) ledger, where the
+        # default layout puts them.
+        out_dir = plan.output.dir if plan is not None else args.sources[0].parent
+        write_html(report, records, plan, args.html, out_dir=out_dir)
+        _error(f"wrote {args.html}")
     if args.json:
         _print_json(report.to_json())
     else:

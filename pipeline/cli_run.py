@@ -57,9 +57,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.summary_file:
         write_text_atomic(args.summary_file, json.dumps(data, indent=2) + "\n")
     if args.metrics_file:
-        write_text_atomic(
-            args.metrics_file, prometheus_text(summary, previous=args.metrics_file)
-        )
+        write_text_atomic(args.metrics_file, prometheus_text(summary, previous=args.metrics_file))
     return summary.exit_code
 
 

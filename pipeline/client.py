@@ -11,9 +11,9 @@ import binascii
 import io
 import json
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from PIL import Image
@@ -24,7 +24,6 @@ from pipeline.retry import classify, fix_hint, one_line, parse_retry_after, read
 
 ImagePart = tuple[str, bytes, str]  # filename, bytes, content type
 _RESERVED = frozenset({"prompt", "image", "image[]", "mask"})
-_ERROR_BODY_LIMIT = 64 * 1024  # enough for any JSON error; a proxy's page is cut off
 _KEPT_HEADERS = ("retry-after", "retry-after-ms")
 
 
@@ -194,7 +193,9 @@ class EditsClient:
     ):
         self._session = session
         self._base_url = base_url
-        self._url = base_url.rstrip("/") + "/images/edits"
+        # Joined on the path so a query survives (Azure-style `?api-version=...`).
+        parts = urllib.parse.urlsplit(base_url)
+        self._url = parts._replace(path=parts.path.rstrip("/") + "/images/edits").geturl()
         self._api_key = api_key
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._key_env = api_key_env
@@ -219,7 +220,7 @@ class EditsClient:
             ) as resp:
                 status, headers = resp.status, resp.headers
                 ok = 200 <= status < 300
-                body = await (resp.read() if ok else resp.content.read(_ERROR_BODY_LIMIT))
+                body = await resp.read()  # released when the block ends: no body outlives us
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _transport_error(exc, f"POST {self._url}", self._timeout_s) from exc
         kept = {
@@ -229,7 +230,7 @@ class EditsClient:
         }
         request_id = headers.get("x-request-id")
         if not ok:
-            raise self._http_error(req, status, body, headers, kept, request_id)
+            raise _tag(self._http_error(req, status, body, headers, request_id), kept)
         body_size = len(body)
         try:
             entries, usage = await asyncio.to_thread(parse_success, body, req.n)
@@ -238,7 +239,8 @@ class EditsClient:
             output_format = await asyncio.to_thread(verify_images, images)
         except RetryableError as exc:
             exc.http_status, exc.request_id = status, request_id
-            raise _tag(exc, kept) from None
+            _tag(exc, kept)
+            raise
         return EditResponse(
             images=images,
             output_format=output_format,
@@ -256,7 +258,6 @@ class EditsClient:
         status: int,
         body: bytes,
         headers: Mapping[str, str],
-        kept: Mapping[str, str],
         request_id: str | None,
     ) -> AttemptError:
         error, message = read_error(status, body, headers.get("Content-Type", ""))
@@ -266,17 +267,14 @@ class EditsClient:
         )
         if 300 <= status < 400:
             hint += f" (it redirects to {headers.get('Location', 'nowhere')})"
-        error = error or {}
-        exc = cls(
+        fields = {key: (error or {}).get(key) for key in ("type", "code", "param")}
+        return cls(
             self._redact(f"{message}; {hint}" if hint else message),
             http_status=status,
-            type=_str_or_none(error.get("type")),
-            code=_str_or_none(error.get("code")),
-            param=_str_or_none(error.get("param")),
+            **{key: None if value is None else str(value) for key, value in fields.items()},
             request_id=request_id,
             retry_after_s=parse_retry_after(headers, time.time()),
         )
-        return _tag(exc, kept)
 
     async def _download(self, url: str) -> bytes:
         # The key is sent only to the API: a result URL may point at another host.
@@ -290,10 +288,6 @@ class EditsClient:
             raise _transport_error(exc, f"downloading {where}", self._timeout_s) from exc
 
 
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 def _tag(exc: AttemptError, headers: Mapping[str, str]) -> AttemptError:
-    exc.headers = dict(headers)  # type: ignore[attr-defined] - read by the rate controller
+    exc.headers = dict(headers)  # read by the rate controller
     return exc

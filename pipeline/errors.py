@@ -70,6 +70,7 @@ class AttemptError(EditbatchError):
         request_id: str | None = None,
         retry_after_s: float | None = None,
         transport: str | None = None,
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -80,6 +81,8 @@ class AttemptError(EditbatchError):
         self.request_id = request_id
         self.retry_after_s = retry_after_s
         self.transport = transport
+        # the response's rate-limit and retry-after headers, for the rate controller
+        self.headers: dict[str, str] = dict(headers or {})
 
     def describe(self) -> dict:
         """The error as the ledger records it (no class: the caller adds that)."""

@@ -63,9 +63,15 @@ class DigestCache:
         self._known: dict[str, FileDigest] = {}
         self.hashed = 0  # files read in full by this cache, for progress and tests
         for entry in recorded:
-            digest = FileDigest(
-                Path(entry["path"]), int(entry["bytes"]), int(entry["mtime_ns"]), entry["sha256"]
-            )
+            try:
+                digest = FileDigest(
+                    Path(entry["path"]),
+                    int(entry["bytes"]),
+                    int(entry["mtime_ns"]),
+                    entry["sha256"],
+                )
+            except (KeyError, TypeError, ValueError):
+                continue  # a malformed entry only costs a re-hash
             self._known[_cache_key(digest.path)] = digest
 
     def digest(self, path: Path) -> FileDigest:

@@ -10,10 +10,6 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-# What resume needs of each line; holding only this keeps a 100k-item scan small.
-_KEEP_SUCCEEDED = ("item", "key", "ts", "run", "outputs", "inputs", "cost_usd")
-_KEEP_FAILED = ("item", "key", "ts", "run", "error")
-
 
 class ResumeState:
     """What the ledger says about each item, as resume needs it.
@@ -57,11 +53,26 @@ class ResumeState:
         event = record.get("event")
         if event == "succeeded":
             item = record["item"]
-            self._succeeded[item] = {name: record.get(name) for name in _KEEP_SUCCEEDED}
+            # Only what resume needs, so a 100k-item ledger is not held in memory whole.
+            self._succeeded[item] = {
+                "item": item,
+                "key": record.get("key"),
+                "ts": record.get("ts"),
+                "run": record.get("run"),
+                "outputs": record.get("outputs"),
+                "inputs": record.get("inputs"),
+                "cost_usd": record.get("cost_usd"),
+            }
             self._failed.pop(item, None)
             self._spent += float(record.get("cost_usd") or 0.0)
         elif event == "failed":
-            self._failed[record["item"]] = {name: record.get(name) for name in _KEEP_FAILED}
+            self._failed[record["item"]] = {
+                "item": record["item"],
+                "key": record.get("key"),
+                "ts": record.get("ts"),
+                "run": record.get("run"),
+                "error": record.get("error"),
+            }
 
     def succeeded(self, item_id: str) -> dict | None:
         return self._succeeded.get(item_id)

@@ -72,12 +72,15 @@ def render_stem(template: str, item: Item) -> str:
         parts.append(literal)
         if field is None:
             continue
-        if field not in values or conversion:
-            raise ValueError(
-                f"{where}: unknown field {{{field}}}; the fields are "
-                + ", ".join(f"{{{name}}}" for name in TEMPLATE_FIELDS)
-            )
-        parts.append(format(values[field], spec or ""))
+        try:
+            if field not in values or conversion:
+                raise ValueError(
+                    f"unknown field {{{field}{'!' + conversion if conversion else ''}}}"
+                )
+            parts.append(format(values[field], spec or ""))
+        except ValueError as exc:
+            fields = ", ".join(f"{{{name}}}" for name in TEMPLATE_FIELDS)
+            raise ValueError(f"{where}: {exc}; the fields are {fields}") from None
     stem = "".join(parts)
     if "\0" in stem or stem.startswith("/") or any(p in ("", ".", "..") for p in stem.split("/")):
         raise ValueError(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 # A cut of 0.7 rather than TCP's 0.5: the 429's retry-after already pauses the whole pool, so
@@ -132,8 +132,6 @@ def _after_headers(state: RateState, event: Headers, now: float) -> RateState:
             # estimate there is, better than whatever the 429s taught so far.
             state = replace(state, limit=limit)
             state = replace(state, rate=state.ceiling, trial_start=now)
-        elif state.rate is not None and state.rate > limit:
-            state = replace(state, rate=state.ceiling)
     return _with_hold(state, event, now)
 
 
@@ -150,8 +148,7 @@ def _with_hold(state: RateState, event: Headers, now: float) -> RateState:
     spread = remaining / event.reset_s
     refill_s = max(state.limit * 60 - remaining, 0.0) / state.limit
     like_bucket = abs(event.reset_s - refill_s) <= max(1.0, BUCKET_TOLERANCE * refill_s)
-    ceiling = state.ceiling or state.limit
-    if like_bucket or spread >= ceiling:
+    if like_bucket or spread >= min(state.limit, state.cap or math.inf):
         return replace(state, hold_rate=None, hold_until=-math.inf)
     return replace(state, hold_rate=spread, hold_until=now + event.reset_s)
 
@@ -163,7 +160,9 @@ def dispatch_rate(state: RateState, now: float) -> float | None:
     return state.hold_rate if state.rate is None else min(state.rate, state.hold_rate)
 
 
-def earliest_start(state: RateState, *, now: float, last_start: float, paused_until: float) -> float:
+def earliest_start(
+    state: RateState, *, now: float, last_start: float, paused_until: float
+) -> float:
     """When the next attempt may start: evenly spaced after the last one, after any pause."""
     start = -math.inf if state.rate is None else last_start + 1 / state.rate
     if state.hold_rate is not None and now < state.hold_until:
@@ -223,7 +222,7 @@ def headers_event(headers: Mapping[str, str]) -> Headers | None:
     return Headers(limit=limit, remaining=remaining, reset_s=reset_s)
 
 
-def _number(value: str | None, parse) -> float | None:
+def _number(value: str | None, parse: Callable[[str], float]) -> float | None:
     if value is None:
         return None
     try:

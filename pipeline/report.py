@@ -5,21 +5,19 @@ latency, throughput and the most common errors. `summarize` is pure over ledger 
 
 from __future__ import annotations
 
-import io
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from pipeline.cost import TokenCounts, counts_from_usage
 from pipeline.errors import UsageError
 from pipeline.plan import Plan
+from pipeline.report_text import render_text
+
+__all__ = ["Report", "load_ledgers", "load_sources", "render_text", "resolve_inputs", "summarize"]
 
 FINAL_EVENTS = ("succeeded", "failed")
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -28,9 +26,6 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 def resolve_inputs(args: str | Path | Sequence[str | Path]) -> tuple[Plan | None, list[Path]]:
     """MANIFEST_OR_LEDGER arguments -> (the plan if a manifest was given, the ledgers to read).
     A manifest brings its ledger and the shard ledgers beside it; any other path is a ledger."""
-    from pipeline.manifest import load_plan
-    from pipeline.shards import job_ledgers
-
     plan: Plan | None = None
     ledgers: list[Path] = []
     for arg in [args] if isinstance(args, str | Path) else args:
@@ -38,6 +33,9 @@ def resolve_inputs(args: str | Path | Sequence[str | Path]) -> tuple[Plan | None
         if path.suffix.lower() in MANIFEST_SUFFIXES:
             if plan is not None:
                 raise UsageError(f"{path}: one manifest per report; give the others' ledgers")
+            from pipeline.manifest import load_plan
+            from pipeline.shards import job_ledgers
+
             plan = load_plan(path, check_files=False)
             ledgers += job_ledgers(plan.ledger)
         elif path.is_file():
@@ -140,12 +138,12 @@ def summarize(
     latest = latest_by_item(records)
     attempted = {r["item"] for r in records if r.get("event") == "attempt_failed" and "item" in r}
     ids = [item.id for item in plan.items] if plan else list(dict.fromkeys([*latest, *attempted]))
-    states = Counter(_state(latest.get(i)) for i in ids)
+    states = Counter(item_state(latest.get(i)) for i in ids)
     items = {"total": len(ids), **{s: states[s] for s in ("done", "failed", "pending")}}
     if plan:
         # Items the ledger knows but the manifest no longer lists (edited since).
         items["not_in_manifest"] = len(set(latest) - set(ids))
-    failed = [latest[i] for i in ids if _state(latest.get(i)) == "failed"]
+    failed = [latest[i] for i in ids if item_state(latest.get(i)) == "failed"]
 
     succeeded = [r for r in records if r.get("event") == "succeeded"]
     retried = [r for r in records if r.get("event") == "attempt_failed"]
@@ -156,7 +154,7 @@ def summarize(
     costs = [r["cost_usd"] for r in succeeded if r.get("cost_usd") is not None]
     latencies = sorted(float(r["latency_s"]) for r in succeeded if r.get("latency_s") is not None)
     runs = _runs(records)
-    wall_s = sum(r.duration_s for r in runs)
+    wall_s = _busy_seconds(runs)
     return Report(
         items=items,
         failed_by_class=dict(Counter(str(_error(r).get("class")) for r in failed).most_common()),
@@ -178,7 +176,8 @@ def summarize(
     )
 
 
-def _state(final: dict | None) -> str:
+def item_state(final: dict | None) -> str:
+    """done, failed or pending, by an item's last final record (None: it has none)."""
     if final is None:
         return "pending"
     return "done" if final["event"] == "succeeded" else "failed"
@@ -227,6 +226,22 @@ def _runs(records: Iterable[dict]) -> list[RunSummary]:
     return sorted(runs, key=lambda r: r.started)
 
 
+def _busy_seconds(runs: list[RunSummary]) -> float:
+    """Wall time during which at least one run was going: shards running side by side count
+    once, so throughput is the job's, not the sum of its shards' clocks."""
+    busy, reach = 0.0, None
+    for run in runs:  # sorted by start
+        start = _when({"ts": run.started})
+        end = start + timedelta(seconds=run.duration_s)
+        if reach is None or start >= reach:
+            busy += run.duration_s
+            reach = end
+        elif end > reach:
+            busy += (end - reach).total_seconds()
+            reach = end
+    return busy
+
+
 def _when(rec: dict) -> datetime:
     return datetime.fromisoformat(str(rec["ts"]))
 
@@ -245,92 +260,3 @@ def _error_groups(failed: Iterable[dict], top: int = 10) -> list[ErrorGroup]:
         if len(group.examples) < 3:
             group.examples.append(rec["item"])
     return sorted(groups.values(), key=lambda g: -g.count)[:top]
-
-
-RUN_HEADS = ("run", "started", "end", "done", "failed", "USD", "wall", "done/min")
-ERROR_HEADS = ("count", "class", "status", "type / code", "message", "examples")
-
-
-def summary_rows(report: Report) -> list[tuple[str, str]]:
-    """The headline figures as (label, text) rows, shared by the terminal and HTML views."""
-    t, lat = report.tokens, report.latency_s
-    cost = f"${report.cost_usd:,.4f}"
-    if report.cost_estimated:
-        cost += f" ({report.cost_estimated} estimated: no usage returned)"
-    if report.cost_unpriced:
-        cost += f" (+{report.cost_unpriced} unpriced: add the model to `pricing:`)"
-    return [
-        ("items", _pairs(report.items)),
-        ("failed by class", _pairs(report.failed_by_class)),
-        ("retried by cause", _pairs(report.retries_by_cause)),
-        ("retried by status", _pairs(report.retries_by_status)),
-        ("tokens", f"text in {t.text_input:,}, image in {t.image_input:,}, "
-                   f"image out {t.image_output:,}, text out {t.text_output:,}"),
-        ("cost", cost),
-        ("latency", f"p50 {_secs(lat['p50'])}, p95 {_secs(lat['p95'])}, max {_secs(lat['max'])}"),
-        ("throughput", _rate(report.per_minute) + " items/min"),
-    ]  # fmt: skip
-
-
-def run_rows(report: Report) -> list[tuple[str, ...]]:
-    return [
-        (
-            r.run + (" (sim)" if r.simulated else ""),
-            r.started,
-            f"{r.reason or 'finished'} ({r.exit_code})" if r.finished else "no run_finished",
-            str(r.succeeded),
-            str(r.failed),
-            f"{r.cost_usd:.4f}",
-            _secs(r.duration_s),
-            _rate(r.per_minute),
-        )
-        for r in report.runs
-    ]
-
-
-def error_rows(report: Report) -> list[tuple[str, ...]]:
-    return [
-        (
-            str(g.count),
-            g.cls,
-            str(g.http_status or "-"),
-            f"{g.type or '-'} / {g.code or '-'}",
-            g.message[:200],
-            ", ".join(g.examples),
-        )
-        for g in report.errors
-    ]
-
-
-def render_text(report: Report, width: int = 100) -> str:
-    """The report as plain-text tables for a terminal (colour is the caller's concern)."""
-    console = Console(file=io.StringIO(), width=width, color_system=None, record=True)
-    console.print(_table("editbatch report", None, summary_rows(report)))
-    console.print(_table("runs", RUN_HEADS, run_rows(report)))
-    if report.errors:
-        console.print(_table("most common errors", ERROR_HEADS, error_rows(report)))
-    for warning in report.warnings:
-        console.print(Text(f"warning: {warning}"))
-    return console.export_text()
-
-
-def _table(title: str, heads: Sequence[str] | None, rows: Iterable[Sequence[str]]) -> Table:
-    table = Table(title=title, title_justify="left", show_header=heads is not None)
-    for head in heads or ("", ""):
-        table.add_column(head, overflow="fold")
-    for row in rows:
-        # Text cells: ids and server messages may hold [brackets] that rich would read as markup.
-        table.add_row(*(Text(cell) for cell in row))
-    return table
-
-
-def _pairs(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
-
-
-def _secs(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}s"
-
-
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"

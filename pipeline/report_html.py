@@ -18,16 +18,9 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, features
 
-from pipeline.plan import Plan
-from pipeline.report import (
-    ERROR_HEADS,
-    RUN_HEADS,
-    Report,
-    error_rows,
-    latest_by_item,
-    run_rows,
-    summary_rows,
-)
+from pipeline.plan import Item, Plan
+from pipeline.report import Report, item_state, latest_by_item
+from pipeline.report_text import ERROR_HEADS, RUN_HEADS, error_rows, run_rows, summary_rows
 
 THUMB_PX = 160
 STATES = ("done", "failed", "pending")
@@ -61,10 +54,10 @@ def write_html(
     inputs_dir: Path | None = None,
 ) -> None:
     """Write the page to `path`. Outputs are looked up under `out_dir` (default: the plan's
-    output folder); ledger input paths are relative to `inputs_dir` (default: the manifest's
-    folder). Missing files show as a "missing" box."""
+    output folder), inputs by the plan or else by the ledger's paths under `inputs_dir` (the
+    manifest's folder). A file not found shows as a "missing" box."""
     out_dir = out_dir or (plan.output.dir if plan else None)
-    inputs_dir = inputs_dir or (plan.manifest_path.parent if plan else _manifest_dir(records))
+    inputs_dir = inputs_dir or (plan.manifest_path.parent if plan else None)
     views = _item_views(records, plan, out_dir, inputs_dir)
     pictures = {(p.path, p.mask) for v in views for p in v.inputs + v.outputs if p.path}
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -82,7 +75,8 @@ def write_html(
         *(_item_html(v, thumbs) for v in views),
         "</main></body></html>\n",
     ]
-    path.write_text("\n".join(parts), encoding="utf-8")
+    page = _scrub("\n".join(parts), [b for b in (inputs_dir, out_dir) if b is not None])
+    path.write_text(page, encoding="utf-8")
 
 
 def thumbnail_uri(path: Path, mask: bool = False) -> str | None:
@@ -108,6 +102,14 @@ def thumbnail_uri(path: Path, mask: bool = False) -> str | None:
     return f"data:image/{kind};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _scrub(page: str, bases: list[Path]) -> str:
+    """Make relative any absolute path that server or OS messages carried into the page."""
+    swaps = [(f"{base}{os.sep}", "") for base in bases] + [(f"{Path.home()}{os.sep}", "~/")]
+    for old, new in sorted(swaps, key=lambda s: -len(s[0])):  # the deepest folder first
+        page = page.replace(old, new).replace(escape(old), new)
+    return page
+
+
 def _has_alpha(im: Image.Image) -> bool:
     return "A" in im.getbands() or "transparency" in im.info
 
@@ -118,28 +120,19 @@ def _mask_view(im: Image.Image) -> Image.Image:
     return im.convert("L")  # black and white masks already read white = edit
 
 
-def _manifest_dir(records: Sequence[dict]) -> Path | None:
-    """Without the manifest, its folder as the ledger's run_started line recorded it."""
-    for rec in records:
-        if rec.get("event") == "run_started" and rec.get("manifest"):
-            manifest = Path(str(rec["manifest"]))
-            if manifest.is_absolute():
-                return manifest.parent
-    return None
-
-
 def _shown(path: Path, base: Path | None) -> str:
-    if base is not None:
+    """A path as the page may show it: relative to its folder, else its name alone."""
+    if base is not None and path.is_absolute():
         try:
             return path.relative_to(base).as_posix()
         except ValueError:
             pass
-    return path.name
+    return path.name if path.is_absolute() or ".." in path.parts else path.as_posix()
 
 
-def _placed(relpath: str, base: Path | None) -> Path | None:
+def _placed(recorded: str, base: Path | None) -> Path | None:
     """A ledger's relative path on this machine, refusing any that leaves its folder."""
-    rel = Path(relpath)
+    rel = Path(recorded)
     if base is None or rel.is_absolute() or ".." in rel.parts:
         return None
     return base / rel
@@ -149,39 +142,50 @@ def _item_views(
     records: Sequence[dict], plan: Plan | None, out_dir: Path | None, inputs_dir: Path | None
 ) -> list[ItemView]:
     latest = latest_by_item(records)
-    inputs_seen: dict[str, list[dict]] = {}
-    for rec in records:
-        if rec.get("event") == "succeeded" and rec.get("inputs"):
-            inputs_seen[rec["item"]] = rec["inputs"]
+    recorded_inputs = {
+        r["item"]: r["inputs"] for r in records if r.get("event") == "succeeded" and r.get("inputs")
+    }
     planned = {item.id: item for item in plan.items} if plan else {}
-    ids = list(dict.fromkeys([*planned, *latest]))
     views = []
-    for item_id in ids:
+    for item_id in dict.fromkeys([*planned, *latest]):
         final = latest.get(item_id)
-        state = (
-            "pending" if final is None else "done" if final["event"] == "succeeded" else "failed"
-        )
         item = planned.get(item_id)
-        view = ItemView(item_id, state, item.prompt if item else None, final)
+        view = ItemView(item_id, item_state(final), item.prompt if item else None, final)
         if item is not None:
-            for k, image in enumerate(item.images):
-                label = "input" if len(item.images) == 1 else f"input {k + 1}"
-                view.inputs.append(Picture(label, _shown(image, inputs_dir), image))
-            if item.mask is not None:
-                view.inputs.append(Picture("mask", _shown(item.mask, inputs_dir), item.mask, True))
+            view.inputs = _planned_inputs(item, inputs_dir)
         else:
-            for rec in inputs_seen.get(item_id, []):
-                role = str(rec.get("role", "image"))
-                label = "mask" if role == "mask" else "input"
-                place = _placed(str(rec["path"]), inputs_dir)
-                view.inputs.append(Picture(label, Path(rec["path"]).name, place, role == "mask"))
-        if final is not None and state == "done":
-            for k, out in enumerate(final.get("outputs") or []):
-                label = "output" if len(final["outputs"]) == 1 else f"output {k + 1}"
-                place = _placed(str(out["path"]), out_dir)
-                view.outputs.append(Picture(label, str(out["path"]), place))
+            view.inputs = _recorded_inputs(recorded_inputs.get(item_id, []), inputs_dir)
+        if final is not None and view.state == "done":
+            outputs = final.get("outputs") or []
+            for k, out in enumerate(outputs):
+                label = "output" if len(outputs) == 1 else f"output {k + 1}"
+                shown = _shown(Path(out["path"]), out_dir)
+                view.outputs.append(Picture(label, shown, _placed(str(out["path"]), out_dir)))
         views.append(view)
     return views
+
+
+def _planned_inputs(item: Item, inputs_dir: Path | None) -> list[Picture]:
+    pictures = [
+        Picture("input" if len(item.images) == 1 else f"input {k + 1}", _shown(p, inputs_dir), p)
+        for k, p in enumerate(item.images)
+    ]
+    if item.mask is not None:
+        pictures.append(Picture("mask", _shown(item.mask, inputs_dir), item.mask, mask=True))
+    return pictures
+
+
+def _recorded_inputs(inputs: list[dict], inputs_dir: Path | None) -> list[Picture]:
+    """Without the manifest: the input files as the succeeded line recorded them."""
+    pictures = []
+    for rec in inputs:
+        mask = rec.get("role") == "mask"
+        path = str(rec["path"])
+        # The runner records inputs outside the manifest's folder by their absolute path.
+        place = Path(path) if Path(path).is_absolute() else _placed(path, inputs_dir)
+        shown = _shown(Path(path), inputs_dir)
+        pictures.append(Picture("mask" if mask else "input", shown, place, mask))
+    return pictures
 
 
 def _summary(report: Report) -> str:

@@ -240,19 +240,34 @@ class wait_server_floor(wait_base):
         )
 
 
+def worth_retrying(exc: BaseException, budget_allows: Callable[[], bool] | None = None) -> bool:
+    """Whether a failed attempt may be tried again (attempt counts aside).
+
+    Only RetryableError is. A run-wide retry budget (`budget_allows`) can veto retries of
+    5xx, timeouts, resets and bad bodies during an outage; rate limits are exempt, since the
+    pool's pacing, not a budget, answers them.
+    """
+    if not isinstance(exc, RetryableError):
+        return False
+    if isinstance(exc, RateLimited) or budget_allows is None:
+        return True
+    return budget_allows()
+
+
 def retrying(
     *,
     max_attempts: int,
     sleep: Callable[[float], Awaitable[None]],
     rng: random.Random,
     before_sleep: Callable[[tenacity.RetryCallState], Any] | None = None,
+    should_retry: Callable[[], bool] | None = None,
     base: float = 1.0,
     cap: float = 60.0,
 ) -> tenacity.AsyncRetrying:
-    """A tenacity controller: retries RetryableError only, up to `max_attempts` in all.
+    """A tenacity controller: retries what `worth_retrying` allows, up to `max_attempts` in all.
 
     Other exceptions (PermanentError, FatalError, bugs) propagate at once, and the last
-    RetryableError is re-raised as itself when attempts run out.
+    RetryableError is re-raised as itself when attempts run out or `should_retry` says no.
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be 1 or more, got {max_attempts}")
@@ -260,7 +275,7 @@ def retrying(
         sleep=sleep,
         stop=tenacity.stop_after_attempt(max_attempts),
         wait=wait_server_floor(rng, base=base, cap=cap),
-        retry=tenacity.retry_if_exception_type(RetryableError),
+        retry=tenacity.retry_if_exception(lambda exc: worth_retrying(exc, should_retry)),
         before_sleep=before_sleep,
         reraise=True,
     )

@@ -36,7 +36,7 @@ from pipeline.errors import (
 )
 from pipeline.fingerprint import DigestCache
 from pipeline.ledger import LedgerWriter
-from pipeline.limits import RateGate, RetryBudget, littles_law_warning
+from pipeline.limits import RETRY_BUDGET_MESSAGE, RateGate, RetryBudget, littles_law_warning
 from pipeline.outputs import remove_stale_temps
 from pipeline.plan import Item, Plan
 from pipeline.prepare import Prepared, Preparer, write_outputs
@@ -67,6 +67,7 @@ class RunOptions:
     observer: Observer | None = None
     control: RunControl | None = None
     seed: int | None = None  # backoff jitter; None = random
+    backoff_base_s: float = 1.0  # first retry waits up to this (full jitter), doubling after
 
 
 class RunControl:
@@ -114,7 +115,9 @@ async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
 
 
 class _Run:
-    def __init__(self, plan: Plan, options: RunOptions, base_url: str, api_key: str, *, simulated: bool):
+    def __init__(
+        self, plan: Plan, options: RunOptions, base_url: str, api_key: str, *, simulated: bool
+    ):
         self.plan = plan
         self.options = options
         self.base_url = base_url
@@ -130,7 +133,10 @@ class _Run:
         self.budget_total = plan.budget.total_usd
         if self.shard is not None:
             rpm, self.budget_run, self.budget_total = self.shard.share(
-                rpm, self.budget_run, self.budget_total, explicit_rpm=options.rpm is not None,
+                rpm,
+                self.budget_run,
+                self.budget_total,
+                explicit_rpm=options.rpm is not None,
                 explicit_run_usd=options.max_usd is not None,
             )
         self.rpm = rpm
@@ -154,7 +160,8 @@ class _Run:
             unknown = [i for i in self.options.only if i not in known]
             if unknown:
                 raise UsageError(
-                    "--only names items the manifest does not have: " + ", ".join(unknown)
+                    "--only names items the manifest does not have: "
+                    + ", ".join(unknown)
                     + "; use the ids that `editbatch validate --json` lists"
                 )
             wanted = set(self.options.only)
@@ -169,12 +176,14 @@ class _Run:
             return
         if self.budget_run is not None or self.budget_total is not None:
             raise UsageError(
-                "a budget is set but these models have no known price: " + ", ".join(unpriced)
+                "a budget is set but these models have no known price: "
+                + ", ".join(unpriced)
                 + "; add them under `pricing:` in the manifest (USD per 1M tokens), "
                 "or remove the budget"
             )
         self._warn(
-            "no price known for " + ", ".join(unpriced)
+            "no price known for "
+            + ", ".join(unpriced)
             + ": their cost is recorded as null; add them under `pricing:` to track spend"
         )
 
@@ -195,17 +204,19 @@ class _Run:
         if self.shard is not None:
             extra["shard"] = str(self.shard)
             ledger_path = self.shard.ledger_path(self.plan.ledger)
-        writer = LedgerWriter.open(ledger_path, run_id=self.run_id, extra_fields=extra)
+        writer = await asyncio.to_thread(
+            LedgerWriter.open, ledger_path, run_id=self.run_id, extra_fields=extra
+        )
         try:
             return await self._execute_locked(items, writer, ledger_path)
         finally:
             writer.close()
 
-    async def _execute_locked(self, items: list[Item], writer: LedgerWriter, ledger_path: Path) -> RunSummary:
+    async def _execute_locked(
+        self, items: list[Item], writer: LedgerWriter, ledger_path: Path
+    ) -> RunSummary:
         started = time.monotonic()
-        state, warnings = await asyncio.to_thread(
-            read_job_state, self.plan, ledger_path, repair=True
-        )
+        state, warnings = await asyncio.to_thread(read_job_state, self.plan, writer.scan)
         for warning in warnings:
             self._warn(warning)
         out_dir = self.plan.output.dir
@@ -277,7 +288,13 @@ class _Run:
         connector = aiohttp.TCPConnector(limit=workers, limit_per_host=workers)
         timeout = self.plan.limits.timeout_s
         async with aiohttp.ClientSession(connector=connector) as session:
-            self.client = EditsClient(session, self.base_url, self.api_key, timeout_s=timeout)
+            self.client = EditsClient(
+                session,
+                self.base_url,
+                self.api_key,
+                timeout_s=timeout,
+                api_key_env=self.plan.endpoint.api_key_env,
+            )
             tasks = [asyncio.create_task(self._worker(queue)) for _ in range(workers)]
             watcher = asyncio.create_task(self._watch_signals(tasks))
             try:
@@ -300,7 +317,9 @@ class _Run:
         try:
             await asyncio.wait_for(asyncio.shield(cancel), timeout=self.options.grace_s)
         except TimeoutError:
-            self._warn(f"requests in flight did not finish within {self.options.grace_s:g} s; cancelled")
+            self._warn(
+                f"requests in flight did not finish within {self.options.grace_s:g} s; cancelled"
+            )
         finally:
             cancel.cancel()
         for task in tasks:
@@ -324,37 +343,48 @@ class _Run:
         try:
             prepared = await self.preparer.prepare(item)
         except (OSError, ValueError) as exc:
-            await self._record_failed(item, None, "permanent", None, f"cannot read the input: {exc}", 0)
+            await self._record_failed(
+                item, None, "permanent", None, f"cannot read the input: {exc}", 0
+            )
             return
         attempts = retrying(
             max_attempts=self.plan.limits.max_attempts,
             sleep=self._sleep,
             rng=self.rng,
+            base=self.options.backoff_base_s,
             before_sleep=lambda state: self._attempt_failed(item, prepared, state),
             should_retry=self.retry_budget.allow_retry,
         )
         try:
             async for attempt in attempts:
                 with attempt:
-                    response, latency = await self._attempt(prepared, attempt.retry_state.attempt_number)
+                    response, latency = await self._attempt(
+                        prepared, attempt.retry_state.attempt_number
+                    )
         except _Stop:
             return
         except FatalError as exc:
             self._stop("fatal")
-            self.messages.append(str(exc))
-            await self._record_failed(item, prepared.key, "fatal", exc, str(exc), attempt.retry_state.attempt_number)
+            self.messages.append(f"aborted: {exc}")
+            await self._record_failed(
+                item, prepared.key, "fatal", exc, str(exc), attempt.retry_state.attempt_number
+            )
             return
         except PermanentError as exc:
-            await self._record_failed(item, prepared.key, "permanent", exc, str(exc), attempt.retry_state.attempt_number)
+            await self._record_failed(
+                item, prepared.key, "permanent", exc, str(exc), attempt.retry_state.attempt_number
+            )
             return
         except RetryableError as exc:
             n = attempt.retry_state.attempt_number
             why = str(exc)
             if n < self.plan.limits.max_attempts:
-                why += " (retry budget spent: the provider fails more often than it succeeds)"
+                why += f" ({RETRY_BUDGET_MESSAGE})"
             await self._record_failed(item, prepared.key, "exhausted", exc, why, n)
             return
-        task = asyncio.create_task(self._succeeded(prepared, response, latency, attempt.retry_state.attempt_number))
+        task = asyncio.create_task(
+            self._succeeded(prepared, response, latency, attempt.retry_state.attempt_number)
+        )
         self._finalizers.add(task)
         task.add_done_callback(self._finalizers.discard)
         await asyncio.shield(task)
@@ -395,10 +425,10 @@ class _Run:
 
     def _react(self, exc: AttemptError) -> None:
         """Feed a failed attempt to the rate controller and the retry budget."""
-        headers = getattr(exc, "headers", None) or {}
+        headers = exc.headers
         if isinstance(exc, RateLimited):
+            # the gate slows down for these; the retry budget is for failures, not pacing
             self.gate.on_rate_limited(exc.retry_after_s, headers)
-            self.retry_budget.on_failure()
         elif isinstance(exc, RetryableError):
             self.gate.on_error(headers)
             self.retry_budget.on_failure()
@@ -456,12 +486,16 @@ class _Run:
         )
         self._changed()
 
-    async def _succeeded(self, prepared: Prepared, response: EditResponse, latency: float, attempt: int) -> None:
+    async def _succeeded(
+        self, prepared: Prepared, response: EditResponse, latency: float, attempt: int
+    ) -> None:
         item = prepared.item
         try:
             outputs = await write_outputs(self.plan, item, response.images)
         except (OSError, ValueError) as exc:
-            await self._record_failed(item, prepared.key, "permanent", None, f"cannot write the output: {exc}", attempt)
+            await self._record_failed(
+                item, prepared.key, "permanent", None, f"cannot write the output: {exc}", attempt
+            )
             return
         cost, estimated = self._cost(prepared, response)
         fields: dict[str, Any] = {
@@ -484,7 +518,9 @@ class _Run:
         stats.succeeded += 1
         stats.pending -= 1
         stats.cost_usd += cost or 0.0
-        counts = counts_from_usage(response.usage) if response.usage else _estimated_counts(prepared)
+        counts = (
+            counts_from_usage(response.usage) if response.usage else _estimated_counts(prepared)
+        )
         stats.add_tokens(counts)
         self._latencies.append(latency)
         self._check_littles_law()
@@ -499,7 +535,15 @@ class _Run:
         if warning:
             self._warn(warning)
 
-    async def _record_failed(self, item: Item, key: str | None, cls: str, exc: AttemptError | None, message: str, attempts: int) -> None:
+    async def _record_failed(
+        self,
+        item: Item,
+        key: str | None,
+        cls: str,
+        exc: AttemptError | None,
+        message: str,
+        attempts: int,
+    ) -> None:
         error = {"class": cls, "http_status": None, "type": None, "code": None, "message": message}
         if exc is not None:
             error.update(exc.describe())
@@ -560,5 +604,3 @@ def _estimated_counts(prepared: Prepared) -> TokenCounts:
 def _prepare_out_dir(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir)
-
-

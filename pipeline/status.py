@@ -6,30 +6,23 @@ them is done, whatever number of shards ran it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.fingerprint import DigestCache
-from pipeline.ledger import ResumeState, read_ledger
+from pipeline.ledger import LedgerScan, ResumeState, read_ledger
 from pipeline.plan import Item, Plan
 from pipeline.resume import Classified, classify
 from pipeline.shards import job_ledgers
 
 
-def read_job_state(
-    plan: Plan, own_ledger: Path | None = None, *, repair: bool = False
-) -> tuple[ResumeState, list[str]]:
-    """Merge every ledger of the job. Only `own_ledger` (the one this process holds the lock
-    of) is repaired; the others are read as they are."""
-    records: list[dict] = []
-    warnings: list[str] = []
-    paths = job_ledgers(plan.ledger)
-    if own_ledger is not None and own_ledger not in paths:
-        paths.append(own_ledger)
-    for path in paths:
-        scan = read_ledger(path, repair=repair and path == own_ledger)
-        warnings.extend(scan.warnings)
-        records.extend(scan.records)
-    return ResumeState.from_records(records), warnings
+def read_job_state(plan: Plan, own: LedgerScan | None = None) -> tuple[ResumeState, list[str]]:
+    """Merge every ledger of the job. `own` is the scan of the ledger this process holds the
+    lock of (already repaired by the writer); the others are read as they are, never repaired:
+    a line another process is still writing would look torn."""
+    scans = [own] if own is not None else []
+    for path in job_ledgers(plan.ledger):
+        if own is None or path != own.path:
+            scans.append(read_ledger(path))
+    warnings = [w for scan in scans for w in scan.warnings]
+    return ResumeState.merge(scan.state for scan in scans), warnings
 
 
 def classify_plan(

@@ -66,12 +66,12 @@ def request(n: int = 1, images=None, mask=None, **params) -> EditRequest:
 
 @pytest.fixture
 async def serve():
-    """serve(handler, extra_routes) -> base_url ending in /v1; servers stop after the test."""
+    """serve(handler, ...) -> base_url ending in /v1; the servers stop after the test."""
     runners: list[web.AppRunner] = []
 
-    async def start(handler, extra_routes=()) -> str:
+    async def start(handler, extra_routes=(), edits_path=EDITS) -> str:
         app = web.Application()
-        app.router.add_post(EDITS, handler)
+        app.router.add_post(edits_path, handler)
         for path, route_handler in extra_routes:
             app.router.add_get(path, route_handler)
         runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
@@ -188,6 +188,24 @@ async def test_several_images_go_as_image_array_each_with_its_type_and_no_key_he
     ]
 
 
+async def test_a_base_url_with_a_query_keeps_it_azure_style(serve, session):
+    seen: dict = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        seen["query"] = dict(request.query)
+        return web.json_response(ok_body(PNG))
+
+    path = "/openai/deployments/edit-dep/images/edits"
+    base_url = await serve(handler, edits_path=path)
+    host = base_url.removesuffix("/v1")
+    await client(session, f"{host}/openai/deployments/edit-dep/?api-version=2025-04-01").edit(
+        request()
+    )
+
+    assert seen["query"] == {"api-version": "2025-04-01"}
+
+
 async def test_b64_images_come_back_decoded_in_order_with_usage_id_and_rate_headers(serve, session):
     headers = {
         "x-request-id": "req_abc",
@@ -253,10 +271,8 @@ async def test_failed_download_is_retryable_and_hides_the_signed_query(serve, se
         return web.json_response({"data": [{"url": url}]}, headers={"x-request-id": "req_dl"})
 
     base_url = await serve(handler, [("/files/gone.png", gone)])
-    with pytest.raises(RetryableError) as caught:
-        await client(session, base_url).edit(request())
+    exc = await failure(session, base_url, RetryableError)
 
-    exc = caught.value
     assert "HTTP 404" in str(exc) and "cdn-token" not in str(exc)
     assert (exc.http_status, exc.request_id, cause_of(exc)) == (200, "req_dl", "bad_response")
 
@@ -288,11 +304,8 @@ async def test_unusable_200_bodies_are_retryable_bad_responses(serve, session, b
             body=body, content_type="application/json", headers={"x-request-id": "r1"}
         )
 
-    base_url = await serve(handler)
-    with pytest.raises(RetryableError) as caught:
-        await client(session, base_url).edit(request(n=1))
+    exc = await failure(session, await serve(handler), RetryableError)
 
-    exc = caught.value
     assert type(exc) is RetryableError
     assert (exc.http_status, exc.transport, exc.request_id) == (200, None, "r1")
     assert cause_of(exc) == "bad_response"
@@ -300,14 +313,7 @@ async def test_unusable_200_bodies_are_retryable_bad_responses(serve, session, b
 
 
 async def test_rate_limit_429_carries_retry_after_and_rate_headers(serve, session):
-    error = {
-        "error": {
-            "message": "Rate limit reached for requests",
-            "type": "requests",
-            "param": None,
-            "code": "rate_limit_exceeded",
-        }
-    }
+    error = api_error("Rate limit reached for requests", "requests", "rate_limit_exceeded")
     headers = {
         "retry-after-ms": "1500",
         "retry-after": "2",
@@ -316,10 +322,8 @@ async def test_rate_limit_429_carries_retry_after_and_rate_headers(serve, sessio
     }
     base_url = await serve(json_answer(429, error, headers))
 
-    with pytest.raises(RateLimited) as caught:
-        await client(session, base_url).edit(request())
+    exc = await failure(session, base_url, RateLimited)
 
-    exc = caught.value
     assert exc.retry_after_s == pytest.approx(1.5)
     assert (exc.http_status, exc.code, exc.request_id) == (429, "rate_limit_exceeded", "req_429")
     assert exc.headers["x-ratelimit-remaining-requests"] == "0"
@@ -327,21 +331,13 @@ async def test_rate_limit_429_carries_retry_after_and_rate_headers(serve, sessio
 
 
 async def test_429_insufficient_quota_is_fatal_and_points_at_billing(serve, session):
-    error = {
-        "error": {
-            "message": "You exceeded your current quota",
-            "type": "insufficient_quota",
-            "param": None,
-            "code": "insufficient_quota",
-        }
-    }
+    error = api_error("You exceeded your current quota", "insufficient_quota", "insufficient_quota")
     base_url = await serve(json_answer(429, error))
 
-    with pytest.raises(FatalError) as caught:
-        await client(session, base_url).edit(request())
+    exc = await failure(session, base_url, FatalError)
 
-    assert caught.value.code == "insufficient_quota"
-    assert "billing" in str(caught.value)
+    assert exc.code == "insufficient_quota"
+    assert "billing" in str(exc)
 
 
 @pytest.mark.parametrize(
@@ -355,60 +351,42 @@ async def test_429_insufficient_quota_is_fatal_and_points_at_billing(serve, sess
 async def test_auth_access_and_model_errors_are_fatal_and_say_what_to_fix(
     serve, session, status, code, needle
 ):
-    error = {
-        "error": {"message": "nope", "type": "invalid_request_error", "param": None, "code": code}
-    }
+    error = api_error("nope", "invalid_request_error", code)
     base_url = await serve(json_answer(status, error, {"x-request-id": "req_f"}))
 
-    with pytest.raises(FatalError) as caught:
-        await client(session, base_url).edit(request())
+    exc = await failure(session, base_url, FatalError)
 
-    exc = caught.value
     assert (exc.http_status, exc.code, exc.request_id) == (status, code, "req_f")
     assert needle in str(exc)
 
 
 async def test_400_moderation_is_permanent_with_its_code(serve, session):
-    error = {
-        "error": {
-            "message": "Your request was rejected by the safety system.",
-            "type": "image_generation_user_error",
-            "param": None,
-            "code": "moderation_blocked",
-            "moderation_details": {"moderation_stage": "input", "categories": []},
-        }
-    }
-    base_url = await serve(json_answer(400, error))
-
-    with pytest.raises(PermanentError) as caught:
-        await client(session, base_url).edit(request())
-
-    exc = caught.value
-    assert (exc.http_status, exc.type, exc.code) == (
-        400,
+    error = api_error(
+        "Your request was rejected by the safety system.",
         "image_generation_user_error",
         "moderation_blocked",
+        moderation_details={"moderation_stage": "input", "categories": []},
     )
+    base_url = await serve(json_answer(400, error))
+
+    exc = await failure(session, base_url, PermanentError)
+
+    assert (exc.http_status, exc.code) == (400, "moderation_blocked")
+    assert exc.type == "image_generation_user_error"
     assert "safety system" in str(exc)
 
 
 async def test_502_html_page_is_retryable_with_a_short_message(serve, session):
-    page = (
-        "<html><head><title>502 Bad Gateway</title></head><body>"
-        + "filler " * 20_000
-        + "</body></html>"
-    )
+    page = "<html><title>502 Bad Gateway</title><body>" + "filler " * 20_000 + "</body></html>"
 
     async def handler(request: web.Request) -> web.Response:
         await request.read()
         return web.Response(status=502, text=page, content_type="text/html")
 
-    base_url = await serve(handler)
-    with pytest.raises(RetryableError) as caught:
-        await client(session, base_url).edit(request())
+    exc = await failure(session, await serve(handler), RetryableError)
 
-    assert str(caught.value) == "HTTP 502 from server (HTML body)"
-    assert cause_of(caught.value) == "server_error"
+    assert str(exc) == "HTTP 502 from server (HTML body)"
+    assert cause_of(exc) == "server_error"
 
 
 async def test_stalled_server_times_out_as_a_retryable_transport_error(serve, session):
@@ -416,12 +394,10 @@ async def test_stalled_server_times_out_as_a_retryable_transport_error(serve, se
         await asyncio.sleep(30)  # cancelled when the client gives up (handler_cancellation)
         return web.json_response(ok_body(PNG))
 
-    base_url = await serve(stall)
-    with pytest.raises(RetryableError) as caught:
-        await client(session, base_url, timeout_s=0.2).edit(request())
+    exc = await failure(session, await serve(stall), RetryableError, timeout_s=0.2)
 
-    assert caught.value.transport == "timeout"
-    assert cause_of(caught.value) == "timeout"
+    assert exc.transport == "timeout"
+    assert cause_of(exc) == "timeout"
 
 
 async def test_connection_closed_mid_body_is_retryable(serve, session):
@@ -435,22 +411,20 @@ async def test_connection_closed_mid_body_is_retryable(serve, session):
         request.transport.close()
         return resp
 
-    base_url = await serve(cut)
-    with pytest.raises(RetryableError) as caught:
-        await client(session, base_url).edit(request())
+    exc = await failure(session, await serve(cut), RetryableError)
 
-    assert caught.value.transport in ("truncated body", "connection reset")
-    assert cause_of(caught.value) == "connection"
+    assert exc.transport in ("truncated body", "connection reset")
+    assert cause_of(exc) == "connection"
 
 
 async def test_refused_connection_is_retryable(session):
     with socket.socket() as sock:  # a port that was free a moment ago and has no listener now
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(RetryableError) as caught:
-        await client(session, f"http://127.0.0.1:{port}/v1").edit(request())
 
-    assert caught.value.transport == "cannot connect"
+    exc = await failure(session, f"http://127.0.0.1:{port}/v1", RetryableError)
+
+    assert exc.transport == "cannot connect"
 
 
 async def test_redirect_is_not_followed_and_is_fatal(serve, session):
@@ -458,31 +432,22 @@ async def test_redirect_is_not_followed_and_is_fatal(serve, session):
         await request.read()
         return web.Response(status=308, headers={"Location": "https://api.example/v1/images/edits"})
 
-    base_url = await serve(moved)
-    with pytest.raises(FatalError) as caught:
-        await client(session, base_url).edit(request())
+    exc = await failure(session, await serve(moved), FatalError)
 
-    assert "https://api.example/v1/images/edits" in str(caught.value)
+    assert "https://api.example/v1/images/edits" in str(exc)
 
 
 @pytest.mark.parametrize("echo", [False, True], ids=["silent", "echoing"])
 async def test_the_api_key_never_appears_in_a_401_message(serve, session, echo):
     message = f"Incorrect API key provided: {KEY}." if echo else ""
-    error = {
-        "error": {
-            "message": message,
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "invalid_api_key",
-        }
-    }
-    base_url = await serve(json_answer(401, error))
+    base_url = await serve(
+        json_answer(401, api_error(message, "invalid_request_error", "invalid_api_key"))
+    )
 
-    with pytest.raises(FatalError) as caught:
-        await client(session, base_url).edit(request())
+    exc = await failure(session, base_url, FatalError)
 
-    assert KEY not in str(caught.value)
-    assert KEY not in repr(caught.value.describe())
+    assert KEY not in str(exc)
+    assert KEY not in repr(exc.describe())
 
 
 def test_form_values_are_written_as_the_api_reads_them():

@@ -8,9 +8,10 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from conftest import make_image, make_mask
 
 from pipeline import tokens
-from pipeline.cost import price_table
+from pipeline.cost import cost_of_usage, price_table
 from pipeline.estimate import estimate_item, estimate_plan, worst_cost_usd
 from pipeline.plan import Budget, Endpoint, Item, Limits, Output, Plan
 
@@ -174,3 +175,76 @@ def test_price_override_is_used_by_the_estimate():
     free = {"gpt-image-1": {"text_input": 0, "image_input": 0, "image_output": 0}}
     assert estimate_plan(make_plan([it], free), dims_of=lambda p: (64, 64)).total.worst_usd == 0
     assert estimate_plan(make_plan([it]), dims_of=lambda p: (64, 64)).total.worst_usd > 0
+
+
+def test_estimate_plan_reads_real_image_headers(tmp_path):
+    jpeg = make_image(tmp_path / "wide.jpg", (1536, 1024))
+    webp = make_image(tmp_path / "small.webp", (300, 200))
+    it = planned("i", [jpeg, webp], "gpt-image-1", size="1024x1024", quality="low")
+    est = estimate_plan(make_plan([it]))
+    assert est.items[0].expected.image_input == (65 + 129 * 2) + (65 + 129)  # small: no upscale
+
+
+def sim_cases(folder: Path) -> list[Item]:
+    square = make_image(folder / "square.png", (1024, 1024))
+    wide = make_image(folder / "wide.jpg", (1536, 1024))
+    small = make_image(folder / "small.webp", (300, 200))
+    mask = make_mask(folder / "mask.png", (1024, 1024), box=(0, 0, 512, 1024))
+    unicode_prompt = "Fond blanc pur, lumière douce, ombre légère sous l'article — style catalogue"
+    items = [
+        planned("fixed-low", [square], "gpt-image-1", size="1024x1024", quality="low"),
+        planned(
+            "fixed-high-multi", [wide, small], "gpt-image-1", size="1536x1024", quality="high",
+            n=2, input_fidelity="high",
+        ),
+        planned("fixed-mask", [square], "gpt-image-1-mini", size="1024x1536", quality="medium"),
+        planned("auto-both", [wide], "gpt-image-1", size="auto", quality="auto"),
+        planned("missing-both", [small], "gpt-image-1"),
+    ]  # fmt: skip
+    prompts = {"fixed-high-multi": unicode_prompt, "fixed-mask": "Put the shoe on marble " * 20}
+    return [
+        Item(it.id, it.images, prompts.get(it.id, "White studio backdrop"), it.params,
+             mask=mask if it.id == "fixed-mask" else None)
+        for it in items
+    ]  # fmt: skip
+
+
+async def test_estimate_agrees_with_what_the_simulator_bills(tmp_path, sim_factory):
+    from openai import AsyncOpenAI
+
+    plan = make_plan(sim_cases(tmp_path))
+    estimate = estimate_plan(plan)
+    by_id = {e.item_id: e for e in estimate.items}
+    async with sim_factory() as sim:
+        client = AsyncOpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0)
+        async with client:
+            for it in plan.items:
+                fields = {k: v for k, v in it.params.items()}
+                image = list(it.images) if len(it.images) > 1 else it.images[0]
+                if it.mask is not None:
+                    fields["mask"] = it.mask
+                response = await client.images.edit(image=image, prompt=it.prompt, **fields)
+                usage = response.usage.model_dump()
+                est = by_id[it.id]
+                billed = cost_of_usage(usage, PRICES[it.model])
+                if not it.id.startswith(("auto", "missing")):
+                    # Fixed size and quality: the output and image parts match exactly.
+                    assert (
+                        usage["output_tokens"]
+                        == est.expected.image_output
+                        == est.worst.image_output
+                    )
+                    details = usage["input_tokens_details"]
+                    assert details["image_tokens"] == est.expected.image_input
+                    margin = (
+                        (est.worst.text_input - est.expected.text_input)
+                        * PRICES[it.model].text_input
+                        / 1e6
+                    )
+                    assert abs(est.expected_usd - billed) <= margin
+                assert est.expected_usd == pytest.approx(billed, rel=0.10)
+                assert est.worst_usd >= billed
+        stats = await sim.stats()
+    assert estimate.total.expected_usd == pytest.approx(stats["usd"], rel=0.10)
+    assert estimate.total.worst_usd >= stats["usd"]
+    assert estimate.to_json()["pending"] == len(plan.items)

@@ -80,6 +80,14 @@ def test_cache_trusts_a_recorded_digest_under_an_equivalent_path_spelling(tmp_pa
     assert cache.hashed == 0
 
 
+def test_cache_skips_malformed_recorded_entries(tmp_path):
+    path = tmp_path / "a.png"
+    path.write_bytes(b"x")
+    cache = DigestCache([{"path": str(path)}, {"path": str(path), "bytes": None}])
+    assert cache.digest(path).bytes == 1
+    assert cache.hashed == 1
+
+
 def test_cache_hashes_an_unknown_file_once(tmp_path):
     path = tmp_path / "a.png"
     path.write_bytes(b"x")
@@ -97,9 +105,29 @@ BASE_KEY_ARGS = (["d1"], None)
     [
         ({}, ["d2"], None),  # image bytes
         ({"prompt": "black backdrop"}, ["d1"], None),
-        ({"params": {"model": "gpt-image-1", "size": "1024x1024", "quality": "high", "n": 1}}, ["d1"], None),
-        ({"params": {"model": "gpt-image-1", "size": "1024x1024", "quality": "medium", "n": 2}}, ["d1"], None),
-        ({"params": {"model": "gpt-image-1", "size": "1024x1024", "quality": "medium", "n": 1, "user": "u"}}, ["d1"], None),
+        (
+            {"params": {"model": "gpt-image-1", "size": "1024x1024", "quality": "high", "n": 1}},
+            ["d1"],
+            None,
+        ),
+        (
+            {"params": {"model": "gpt-image-1", "size": "1024x1024", "quality": "medium", "n": 2}},
+            ["d1"],
+            None,
+        ),
+        (
+            {
+                "params": {
+                    "model": "gpt-image-1",
+                    "size": "1024x1024",
+                    "quality": "medium",
+                    "n": 1,
+                    "user": "u",
+                }
+            },
+            ["d1"],
+            None,
+        ),
         ({"mask": Path("/m.png")}, ["d1"], "m1"),
         ({"images": (Path("/a.png"), Path("/b.png"))}, ["d1", "d3"], None),
     ],

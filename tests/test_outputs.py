@@ -52,7 +52,8 @@ def test_render_stem_fills_the_fields(template, expected):
     [
         ("{name}", "unknown field {name}"),
         ("{id.__class__}", "unknown field"),
-        ("{id!r}", "unknown field"),
+        ("{id!r}", r"unknown field \{id!r\}"),
+        ("{id:d}", "Unknown format code"),
         ("{id", "literal braces"),
         ("../{id}", "not a path inside the output folder"),
         ("/abs/{id}", "not a path inside the output folder"),
@@ -149,7 +150,9 @@ def test_write_atomic_keeps_the_old_file_whole_when_a_write_fails_midway(tmp_pat
         sys.exit("the write should have failed")
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("refused")
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
@@ -195,7 +198,12 @@ def test_output_intact_refuses_recorded_paths_outside_or_not_files(tmp_path):
 
 
 def test_remove_stale_temps_removes_only_dead_writers_temps(tmp_path):
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_pid = int(child.stdout)
     (tmp_path / "sub").mkdir()
     stale = tmp_path / "sub" / f".a.png.{dead_pid}.0123abcd.tmp"

@@ -24,6 +24,7 @@ from pipeline.retry import (
     parse_retry_after,
     read_error,
     retrying,
+    worth_retrying,
 )
 
 NOW = 1_700_000_000.0
@@ -211,6 +212,31 @@ def test_fix_hint_is_empty_for_retryable_errors(cls):
     assert fix_hint(cls, 503, None, **HINT_CONTEXT) == ""
 
 
+def never() -> bool:
+    return False
+
+
+def always() -> bool:
+    return True
+
+
+@pytest.mark.parametrize(
+    ("exc", "budget", "expected"),
+    [
+        (RetryableError("502", http_status=502), None, True),
+        (RetryableError("502", http_status=502), always, True),
+        (RetryableError("502", http_status=502), never, False),
+        (RetryableError("stalled", transport="timeout"), never, False),
+        (RateLimited("429", http_status=429), never, True),  # pacing answers rate limits
+        (PermanentError("400", http_status=400), always, False),
+        (FatalError("401", http_status=401), always, False),
+        (RuntimeError("a bug"), always, False),
+    ],
+)
+def test_worth_retrying_only_retryable_errors_within_the_budget(exc, budget, expected):
+    assert worth_retrying(exc, budget) is expected
+
+
 class FixedRandom(random.Random):
     """Every draw is the same number, so waits are exact."""
 
@@ -288,6 +314,18 @@ async def test_retrying_does_not_retry_other_errors(error):
     assert caught.value is error
     assert script.calls == 1
     assert waits == []
+
+
+async def test_retrying_stops_early_when_the_retry_budget_says_no_but_not_for_429():
+    waits, sleep = recorder()
+    last = RetryableError("503", http_status=503)
+    script = Script(RateLimited("429", http_status=429, retry_after_s=2.0), last)
+    controller = retrying(max_attempts=5, sleep=sleep, rng=FixedRandom(0.5), should_retry=never)
+    with pytest.raises(RetryableError) as caught:
+        await controller(script)
+    assert caught.value is last
+    assert script.calls == 2
+    assert waits == [2.0]
 
 
 async def test_retrying_tells_before_sleep_how_long_it_will_wait():

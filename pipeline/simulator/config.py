@@ -60,9 +60,7 @@ def check_faults(faults: Mapping[str, float], where: str = "faults") -> dict[str
     checked: dict[str, float] = {}
     for name, rate in faults.items():
         if name not in RATED:
-            raise ValueError(
-                f"{where}: unknown fault {name!r}; known faults: {', '.join(RATED)}"
-            )
+            raise ValueError(f"{where}: unknown fault {name!r}; known faults: {', '.join(RATED)}")
         rate = float(rate)
         if not 0 <= rate <= 1:
             raise ValueError(f"{where}: {name}={rate} is not a probability; use 0 to 1")

@@ -27,7 +27,7 @@ class InvalidRequest(Exception):
         param: str | None = None,
         code: str | None = "invalid_value",
         status: int = 400,
-        type: str = "invalid_request_error",  # noqa: A002 - the API's own field name
+        type: str = "invalid_request_error",  # the API's own field name
     ):
         super().__init__(message)
         self.message = message
@@ -41,7 +41,7 @@ def api_error(
     status: int,
     message: str,
     *,
-    type: str,  # noqa: A002 - the API's own field name
+    type: str,  # the API's own field name
     param: str | None = None,
     code: str | None = None,
     headers: dict[str, str] | None = None,
@@ -57,7 +57,10 @@ def invalid(exc: InvalidRequest) -> web.Response:
 
 def retry_after_headers(seconds: float) -> dict[str, str]:
     """Both forms the API sends: exact milliseconds, and whole seconds rounded up."""
-    return {"retry-after-ms": str(math.ceil(seconds * 1000)), "retry-after": str(math.ceil(seconds))}
+    return {
+        "retry-after-ms": str(math.ceil(seconds * 1000)),
+        "retry-after": str(math.ceil(seconds)),
+    }
 
 
 def rate_limited(model: str, window: Window, retry_after_s: float) -> web.Response:

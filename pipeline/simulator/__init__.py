@@ -1,0 +1,56 @@
+"""A local imitation of OpenAI's `POST /v1/images/edits`, so that editbatch can be used and
+tested with no key and no network: real validation and error shapes, usage and prices from the
+public token arithmetic, a visible deterministic edit that honours the mask, a rate limit,
+latency, seeded faults and scripted outcomes.
+
+Routes
+    POST /v1/images/edits        the API (bearer key required: any non-empty key, or the one
+                                 the simulator was started with)
+    GET  /_sim/stats             counters (no key): requests, by_status, by_outcome, in_flight,
+                                 peak_in_flight, tokens, usd, usd_delivered, ok_by_image
+                                 (sha256 of the first image -> usable 200s), arrivals (seconds
+                                 since start or reset, first 200,000)
+    POST /_sim/reset             zeroes the counters
+    GET  /_sim/images/{name}     images of `url` answers
+
+Order of decisions for one edit request: key (401) -> form (400, 413) -> rate limit (429
+rate_limit_exceeded with retry-after) -> outcome -> generation time -> answer. Requests that
+pass the rate limit are numbered; the n-th one's fault and latency draws depend only on the
+seed and n. Generation time (mean +- uniform jitter, optionally x0.5/x1/x2 for
+low/medium/high quality) is spent before every answer except the immediate ones: 429, quota,
+401, 403, 404, 413, 422.
+
+Outcomes (names of `SimConfig.faults` rates, `--faults NAME=RATE,...` and script tokens)
+    ok          200 with data[{b64_json}] * n and usage
+    429         429 requests / rate_limit_exceeded, retry-after-ms and retry-after headers
+    quota       429 insufficient_quota / insufficient_quota
+    500 503 504 server_error JSON;  502: an HTML page (text/html), as proxies send it
+    moderation  400 image_generation_user_error / moderation_blocked, with
+                error.moderation_details {moderation_stage, categories}
+    reset       200 headers and half the body, then the connection closes
+    stall       no answer until the client gives up (or the server shuts down)
+    truncated   200 whose JSON body is cut in half (Content-Length matches the cut body)
+    corrupt     200 whose b64_json decodes to bytes that are not an image
+    url         200 with data[{url}] served by GET /_sim/images/{name}
+    datauri     200 with b64_json prefixed by "data:image/png;base64," (or jpeg/webp)
+    nousage     200 without usage, as some proxies answer
+    401 403 404 408 409 413 422
+                those statuses with the API's error body (404 is model_not_found)
+
+Scripts: a request may name its own outcomes, so a test gets exactly what it asserts on.
+    header   x-sim-script: 429:0.05, 500, ok
+    prompt   "Put it on marble [sim:429,500,ok]"   (works through any unmodified client)
+A script is a comma-separated list of outcome names. `NAME:SECONDS` adds retry-after headers
+(retry-after-ms exact, retry-after rounded up) on 429, 408, 409, 500, 502, 503 and 504; a
+scripted 429 without seconds waits `SimConfig.fault_retry_after_s`. Each request consumes the
+next outcome of its script key; after the last one every request gets ok. The key is the
+prompt text (directive included), or the header value plus the prompt. The header wins over a
+directive. An unknown token gets a 400 naming it. Scripts bypass the fault rates, not the
+rate limit.
+"""
+
+from pipeline.simulator.app import make_app
+from pipeline.simulator.config import SimConfig, parse_faults
+from pipeline.simulator.server import running
+
+__all__ = ["SimConfig", "make_app", "parse_faults", "running"]

@@ -1,0 +1,97 @@
+"""The `editbatch simulate` command: its options, and serving until SIGINT or SIGTERM.
+
+The base URL is the first line on stdout, so a script can read it and point a client at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from pipeline.simulator.config import SimConfig, parse_faults
+from pipeline.simulator.server import running
+
+
+def _faults(text: str) -> dict[str, float]:
+    try:
+        return parse_faults(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (8000)")
+    parser.add_argument(
+        "--rpm", type=float, default=0, help="requests per minute before 429s; 0 = no limit (0)"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0, help="mean seconds per generated answer (0)"
+    )
+    parser.add_argument(
+        "--jitter", type=float, default=0, help="latency varies uniformly by +- this (0)"
+    )
+    parser.add_argument(
+        "--latency-by-quality",
+        action="store_true",
+        help="scale latency by quality: low x0.5, medium x1, high x2",
+    )
+    parser.add_argument(
+        "--faults",
+        type=_faults,
+        default={},
+        metavar="NAME=RATE,...",
+        help="fault probabilities, e.g. 500=0.05,429=0.1,reset=0.02 (none)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of fault and latency draws (0)")
+    parser.add_argument(
+        "--api-key", default=None, help="accept only this bearer key (default: any key)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM; 0 after a clean shutdown, 2 on bad options or port."""
+    try:
+        config = SimConfig(
+            rpm=args.rpm,
+            latency_s=args.latency,
+            jitter_s=args.jitter,
+            latency_by_quality=args.latency_by_quality,
+            faults=args.faults,
+            seed=args.seed,
+            api_key=args.api_key,
+        )
+    except ValueError as exc:
+        print(f"editbatch simulate: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(config, args.host, args.port))
+
+
+async def _serve(config: SimConfig, host: str, port: int) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running(config, host, port) as url:
+            print(url, flush=True)
+            print(
+                f"editbatch simulator: POST {url}/images/edits, stats at "
+                f"{url.removesuffix('/v1')}/_sim/stats; stop with Ctrl+C",
+                file=sys.stderr,
+                flush=True,
+            )
+            await stop.wait()
+    except OSError as exc:
+        print(
+            f"editbatch simulate: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "choose another --port or stop what uses it",
+            file=sys.stderr,
+        )
+        return 2
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return 0
