@@ -4,10 +4,8 @@ outcomes to exit codes (CONTRACT section 2); all the work is in `pipeline.*`."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path

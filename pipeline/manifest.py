@@ -35,6 +35,12 @@ _EXPECTED = {
     "model_type": "a mapping (key: value lines)",
     "list_type": "a list",
 }
+_BOUNDS = {
+    "greater_than_equal": ("at least", "ge"),
+    "greater_than": ("more than", "gt"),
+    "less_than_equal": ("at most", "le"),
+    "less_than": ("less than", "lt"),
+}
 _PATTERNS = {
     "base_url": ("must be an http:// or https:// URL", "for example https://api.openai.com/v1"),
     "api_key_env": (
@@ -173,6 +179,9 @@ def _explain(error: dict, loc: tuple, data: object) -> tuple[str, str]:
         return f"must be {_EXPECTED[kind]}{got}", "put it in quotes" if quote else ""
     if kind == "string_pattern_mismatch" and field in _PATTERNS:
         return _PATTERNS[field]
+    if kind in _BOUNDS:
+        words, limit_key = _BOUNDS[kind]
+        return f"must be {words} {ctx[limit_key]}, not {_describe(value)}", ""
     if kind == "too_long":
         return f"has {ctx.get('actual_length')}; at most {ctx.get('max_length')} are allowed", ""
     if kind == "too_short":

@@ -17,7 +17,7 @@ from pipeline.outputs import output_intact
 from pipeline.plan import Item
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"  # failed in an earlier run with the same key; rerun with --retry-failed
     PENDING = "pending"

@@ -6,8 +6,8 @@ import os
 from contextlib import asynccontextmanager
 
 import pytest
-
 from helpers import Sim
+
 from pipeline.simulator import SimConfig, running
 
 os.environ.pop("OPENAI_BASE_URL", None)  # tests never talk to anything but loopback

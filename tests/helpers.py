@@ -12,7 +12,9 @@ from PIL import Image
 
 def make_image(path: Path, size=(64, 64), color=(200, 40, 40), fmt: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path, format=fmt or (path.suffix.lstrip(".").upper().replace("JPG", "JPEG")))
+    Image.new("RGB", size, color).save(
+        path, format=fmt or (path.suffix.lstrip(".").upper().replace("JPG", "JPEG"))
+    )
     return path
 
 
@@ -26,7 +28,10 @@ def make_mask(path: Path, size=(64, 64), box=(0, 0, 32, 64)) -> Path:
 
 
 def write_manifest(folder: Path, items: list[dict], **blocks) -> Path:
-    data = {"version": 1, "defaults": {"model": "gpt-image-1", "size": "1024x1024", "quality": "low"}}
+    data = {
+        "version": 1,
+        "defaults": {"model": "gpt-image-1", "size": "1024x1024", "quality": "low"},
+    }
     for key, value in blocks.items():
         data[key] = value
     data["items"] = items
@@ -56,5 +61,3 @@ class Sim:
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{self.root}/_sim/stats") as response:
                 return await response.json()
-
-

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from conftest import make_image, make_mask
+from helpers import make_image, make_mask
 
 from pipeline import tokens
 from pipeline.cost import cost_of_usage, price_table

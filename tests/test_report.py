@@ -11,7 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from conftest import make_image, make_mask, simple_job
+from helpers import make_image, make_mask, simple_job
 from PIL import Image
 
 from pipeline.errors import UsageError

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from helpers import make_image, read_ledger_lines, simple_job, write_manifest
 
 from pipeline.manifest import load_plan
 from pipeline.runner import RunOptions, run
 from pipeline.simulator import SimConfig
-from helpers import make_image, read_ledger_lines, simple_job, write_manifest
 
 
 def options(sim, **kw) -> RunOptions:
@@ -15,22 +17,27 @@ def options(sim, **kw) -> RunOptions:
     return RunOptions(base_url=sim.base_url, api_key="sk-test-key-123", **kw)
 
 
-async def test_scripted_429_500_ok_succeeds_on_third_attempt_after_retry_after(tmp_path, sim_factory):
+async def test_scripted_429_500_ok_succeeds_on_third_attempt_after_retry_after(
+    tmp_path, sim_factory
+):
     make_image(tmp_path / "a.png")
-    manifest = write_manifest(tmp_path, [{"id": "a", "image": "a.png", "prompt": "red [sim:429:0.2,500,ok]"}])
+    manifest = write_manifest(
+        tmp_path, [{"id": "a", "image": "a.png", "prompt": "red [sim:429:0.2,500,ok]"}]
+    )
     async with sim_factory() as sim:
         summary = await run(load_plan(manifest), options(sim))
         stats = await sim.stats()
     assert summary.exit_code == 0
     lines = read_ledger_lines(tmp_path / "job-out" / "ledger.jsonl")
-    failed = [l for l in lines if l["event"] == "attempt_failed"]
-    assert [(l["attempt"], l["http_status"], l["cause"]) for l in failed] == [
-        (1, 429, "rate_limit"), (2, 500, "server_error")
+    failed = [rec for rec in lines if rec["event"] == "attempt_failed"]
+    assert [(rec["attempt"], rec["http_status"], rec["cause"]) for rec in failed] == [
+        (1, 429, "rate_limit"),
+        (2, 500, "server_error"),
     ]
     assert failed[0]["retry_in_s"] >= 0.2
     arrivals = stats["arrivals"]
     assert len(arrivals) == 3 and arrivals[1] - arrivals[0] >= 0.2
-    done = [l for l in lines if l["event"] == "succeeded"]
+    done = [rec for rec in lines if rec["event"] == "succeeded"]
     assert done[0]["attempt"] == 3 and done[0]["outputs"][0]["path"] == "a.png"
     assert (tmp_path / "job-out" / "a.png").exists()
 
@@ -38,16 +45,19 @@ async def test_scripted_429_500_ok_succeeds_on_third_attempt_after_retry_after(t
 async def test_moderation_400_fails_the_item_after_one_request(tmp_path, sim_factory):
     make_image(tmp_path / "a.png")
     make_image(tmp_path / "b.png")
-    manifest = write_manifest(tmp_path, [
-        {"id": "a", "image": "a.png", "prompt": "bad [sim:moderation]"},
-        {"id": "b", "image": "b.png", "prompt": "fine"},
-    ])
+    manifest = write_manifest(
+        tmp_path,
+        [
+            {"id": "a", "image": "a.png", "prompt": "bad [sim:moderation]"},
+            {"id": "b", "image": "b.png", "prompt": "fine"},
+        ],
+    )
     async with sim_factory() as sim:
         summary = await run(load_plan(manifest), options(sim))
         stats = await sim.stats()
     assert summary.exit_code == 1
     assert stats["requests"] == 2
-    failed = [l for l in read_ledger_lines(summary.ledger) if l["event"] == "failed"]
+    failed = [rec for rec in read_ledger_lines(summary.ledger) if rec["event"] == "failed"]
     assert failed[0]["item"] == "a"
     assert failed[0]["error"]["class"] == "permanent"
     assert failed[0]["error"]["code"] == "moderation_blocked"
@@ -66,12 +76,18 @@ async def test_insufficient_quota_aborts_the_run_with_exit_4(tmp_path, sim_facto
 async def test_a_stalled_request_times_out_and_is_retried(tmp_path, sim_factory):
     make_image(tmp_path / "a.png")
     manifest = write_manifest(
-        tmp_path, [{"id": "a", "image": "a.png", "prompt": "p [sim:stall,ok]"}], limits={"timeout_s": 0.5}
+        tmp_path,
+        [{"id": "a", "image": "a.png", "prompt": "p [sim:stall,ok]"}],
+        limits={"timeout_s": 0.5},
     )
     async with sim_factory() as sim:
         summary = await run(load_plan(manifest), options(sim))
     assert summary.exit_code == 0
-    causes = [l["cause"] for l in read_ledger_lines(summary.ledger) if l["event"] == "attempt_failed"]
+    causes = [
+        rec["cause"]
+        for rec in read_ledger_lines(summary.ledger)
+        if rec["event"] == "attempt_failed"
+    ]
     assert causes == ["timeout"]
 
 
@@ -91,7 +107,7 @@ async def test_requests_per_minute_is_held(tmp_path, sim_factory):
         stats = await sim.stats()
     assert summary.exit_code == 0
     arrivals = sorted(stats["arrivals"])
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     # 600/min = one every 0.1 s, evenly spaced; allow scheduling noise
     assert min(gaps) >= 0.08
     assert (arrivals[-1] - arrivals[0]) >= 0.6  # 7 gaps of 0.1 s
@@ -113,7 +129,7 @@ async def test_budget_is_never_passed_and_a_later_run_completes_the_rest(tmp_pat
     assert first.stats.succeeded + second.stats.succeeded == 30
     assert max(stats["ok_by_image"].values()) == 1  # nothing was paid for twice
     lines = read_ledger_lines(plan.ledger)
-    recorded = sum(l["cost_usd"] for l in lines if l["event"] == "succeeded")
+    recorded = sum(rec["cost_usd"] for rec in lines if rec["event"] == "succeeded")
     assert recorded == pytest.approx(stats["usd"], abs=1e-9)
 
 
@@ -152,7 +168,9 @@ async def test_a_deleted_output_runs_again(tmp_path, sim_factory):
 
 async def test_failed_items_are_skipped_unless_retry_failed(tmp_path, sim_factory):
     make_image(tmp_path / "a.png")
-    manifest = write_manifest(tmp_path, [{"id": "a", "image": "a.png", "prompt": "p [sim:moderation,ok]"}])
+    manifest = write_manifest(
+        tmp_path, [{"id": "a", "image": "a.png", "prompt": "p [sim:moderation,ok]"}]
+    )
     plan = load_plan(manifest)
     async with sim_factory() as sim:
         assert (await run(plan, options(sim))).exit_code == 1
@@ -167,8 +185,8 @@ async def test_a_torn_last_ledger_line_is_repaired_with_a_warning(tmp_path, sim_
     plan = load_plan(manifest)
     async with sim_factory() as sim:
         await run(plan, options(sim))
-        with open(plan.ledger, "a") as f:
-            f.write('{"v": 1, "event": "succ')
+        torn = plan.ledger.read_text() + '{"v": 1, "event": "succ'
+        plan.ledger.write_text(torn)
         again = await run(plan, options(sim))
     assert again.exit_code == 0 and again.stats.requests == 0
     assert any("torn" in m or "incomplete" in m for m in again.messages)
@@ -177,20 +195,25 @@ async def test_a_torn_last_ledger_line_is_repaired_with_a_warning(tmp_path, sim_
 
 async def test_no_usage_records_the_estimate_and_marks_it(tmp_path, sim_factory):
     make_image(tmp_path / "a.png")
-    manifest = write_manifest(tmp_path, [{"id": "a", "image": "a.png", "prompt": "p [sim:nousage]"}])
+    manifest = write_manifest(
+        tmp_path, [{"id": "a", "image": "a.png", "prompt": "p [sim:nousage]"}]
+    )
     async with sim_factory() as sim:
         summary = await run(load_plan(manifest), options(sim))
-    line = next(l for l in read_ledger_lines(summary.ledger) if l["event"] == "succeeded")
+    line = next(rec for rec in read_ledger_lines(summary.ledger) if rec["event"] == "succeeded")
     assert line["cost_estimated"] is True and line["cost_usd"] > 0
 
 
 async def test_url_and_data_uri_responses_are_stored(tmp_path, sim_factory):
     make_image(tmp_path / "a.png")
     make_image(tmp_path / "b.png")
-    manifest = write_manifest(tmp_path, [
-        {"id": "a", "image": "a.png", "prompt": "p [sim:url]"},
-        {"id": "b", "image": "b.png", "prompt": "p [sim:datauri]"},
-    ])
+    manifest = write_manifest(
+        tmp_path,
+        [
+            {"id": "a", "image": "a.png", "prompt": "p [sim:url]"},
+            {"id": "b", "image": "b.png", "prompt": "p [sim:datauri]"},
+        ],
+    )
     async with sim_factory() as sim:
         summary = await run(load_plan(manifest), options(sim))
     assert summary.exit_code == 0
@@ -199,22 +222,30 @@ async def test_url_and_data_uri_responses_are_stored(tmp_path, sim_factory):
 
 async def test_corrupt_and_truncated_bodies_are_retried(tmp_path, sim_factory):
     make_image(tmp_path / "a.png")
-    manifest = write_manifest(tmp_path, [{"id": "a", "image": "a.png", "prompt": "p [sim:corrupt,truncated,ok]"}])
+    manifest = write_manifest(
+        tmp_path, [{"id": "a", "image": "a.png", "prompt": "p [sim:corrupt,truncated,ok]"}]
+    )
     async with sim_factory() as sim:
         summary = await run(load_plan(manifest), options(sim))
     assert summary.exit_code == 0
-    causes = [l["cause"] for l in read_ledger_lines(summary.ledger) if l["event"] == "attempt_failed"]
+    causes = [
+        rec["cause"]
+        for rec in read_ledger_lines(summary.ledger)
+        if rec["event"] == "attempt_failed"
+    ]
     assert causes == ["bad_response", "bad_response"]
 
 
 async def test_attempts_exhausted_fail_the_item_as_exhausted(tmp_path, sim_factory):
     make_image(tmp_path / "a.png")
     manifest = write_manifest(
-        tmp_path, [{"id": "a", "image": "a.png", "prompt": "p [sim:503,503,503]"}], limits={"max_attempts": 3}
+        tmp_path,
+        [{"id": "a", "image": "a.png", "prompt": "p [sim:503,503,503]"}],
+        limits={"max_attempts": 3},
     )
     async with sim_factory() as sim:
         summary = await run(load_plan(manifest), options(sim))
-    failed = next(l for l in read_ledger_lines(summary.ledger) if l["event"] == "failed")
+    failed = next(rec for rec in read_ledger_lines(summary.ledger) if rec["event"] == "failed")
     assert failed["error"]["class"] == "exhausted" and failed["attempts"] == 3
     assert summary.exit_code == 1
 
@@ -223,7 +254,9 @@ async def test_the_api_key_appears_nowhere(tmp_path, sim_factory):
     key = "sk-secret-DO-NOT-LEAK-42"
     manifest = simple_job(tmp_path, 3, prompt="p [sim:500,ok]")
     async with sim_factory(SimConfig(api_key=key)) as sim:
-        summary = await run(load_plan(manifest), RunOptions(base_url=sim.base_url, api_key=key, backoff_base_s=0.01))
+        summary = await run(
+            load_plan(manifest), RunOptions(base_url=sim.base_url, api_key=key, backoff_base_s=0.01)
+        )
     assert summary.exit_code == 0
     for path in (tmp_path / "job-out").rglob("*"):
         if path.is_file():
@@ -234,6 +267,8 @@ async def test_the_api_key_appears_nowhere(tmp_path, sim_factory):
 async def test_a_wrong_key_aborts_with_exit_4_and_says_what_to_fix(tmp_path, sim_factory):
     manifest = simple_job(tmp_path, 3)
     async with sim_factory(SimConfig(api_key="sk-right")) as sim:
-        summary = await run(load_plan(manifest), RunOptions(base_url=sim.base_url, api_key="sk-wrong"))
+        summary = await run(
+            load_plan(manifest), RunOptions(base_url=sim.base_url, api_key="sk-wrong")
+        )
     assert summary.exit_code == 4
     assert any("OPENAI_API_KEY" in m for m in summary.messages)

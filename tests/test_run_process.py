@@ -10,6 +10,7 @@ import signal
 import sys
 
 from helpers import read_ledger_lines, simple_job
+
 from pipeline.simulator import SimConfig
 
 KEY = "sk-process-test-key-77"
@@ -18,22 +19,32 @@ KEY = "sk-process-test-key-77"
 async def start(manifest, sim, *args, env_key=KEY):
     env = dict(os.environ, OPENAI_API_KEY=env_key, PYTHONUNBUFFERED="1")
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pipeline", "run", str(manifest),
-        "--base-url", sim.base_url, "--progress", "plain", *args,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        str(manifest),
+        "--base-url",
+        sim.base_url,
+        "--progress",
+        "plain",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
-async def wait_for_successes(ledger, count, timeout=20.0):
+async def wait_for_successes(ledger, count, within_s=20.0):
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within_s
     while loop.time() < deadline:
         if ledger.exists():
             lines = ledger.read_text().splitlines()
             if sum('"event":"succeeded"' in line.replace(" ", "") for line in lines) >= count:
                 return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"fewer than {count} successes within {timeout} s")
+    raise AssertionError(f"fewer than {count} successes within {within_s} s")
 
 
 async def test_killed_run_resumes_without_paying_twice_for_a_finished_item(tmp_path, sim_factory):
@@ -44,7 +55,9 @@ async def test_killed_run_resumes_without_paying_twice_for_a_finished_item(tmp_p
         await wait_for_successes(ledger, 8)
         proc.kill()
         await proc.wait()
-        done_first = {l["item"] for l in read_ledger_lines(ledger) if l["event"] == "succeeded"}
+        done_first = {
+            rec["item"] for rec in read_ledger_lines(ledger) if rec["event"] == "succeeded"
+        }
         assert 8 <= len(done_first) < 30
         proc = await start(manifest, sim, "--json")
         out, err = await proc.communicate()
@@ -53,13 +66,15 @@ async def test_killed_run_resumes_without_paying_twice_for_a_finished_item(tmp_p
     summary = json.loads(out)
     assert summary["items"]["done"] == 30
     lines = read_ledger_lines(ledger)
-    done = [l["item"] for l in lines if l["event"] == "succeeded"]
+    done = [rec["item"] for rec in lines if rec["event"] == "succeeded"]
     assert sorted(set(done)) == sorted(f"sku-{i:03d}" for i in range(30))
     assert len(done) == 30  # every item recorded once
     # the second run requested nothing that the first had finished: at most the requests in
     # flight at the kill (concurrency 4) were paid twice
     assert sum(stats["ok_by_image"].values()) <= 30 + 4
-    second_run = {l["item"] for l in lines if l["event"] == "succeeded" and l["run"] == summary["run"]}
+    second_run = {
+        rec["item"] for rec in lines if rec["event"] == "succeeded" and rec["run"] == summary["run"]
+    }
     assert not (second_run & done_first)
     for path in (tmp_path / "job-out").iterdir():
         assert not path.name.endswith(".tmp")
@@ -93,7 +108,7 @@ async def test_sigterm_drains_requests_in_flight_and_exits_143(tmp_path, sim_fac
     lines = read_ledger_lines(ledger)
     assert lines[-1]["event"] == "run_finished" and lines[-1]["reason"] == "interrupted"
     # every request the server answered 200 was recorded: the drain let them finish
-    succeeded = sum(1 for l in lines if l["event"] == "succeeded")
+    succeeded = sum(1 for rec in lines if rec["event"] == "succeeded")
     assert succeeded == stats["by_status"].get("200", 0)
     assert succeeded < 20
 

@@ -59,6 +59,20 @@ async def test_the_mask_keeps_opaque_pixels_and_repaints_transparent_ones(model,
     assert PALETTE["white"] in set(after)
 
 
+async def test_scaled_up_the_kept_part_shows_only_input_pixels_and_the_hole_none():
+    source = noisy_png((64, 64))
+    fields = {"size": "1024x1024", "prompt": "black"}
+    async with running() as url:
+        result = await edit(url, fields, source, mask_bytes((64, 64), (0, 0, 32, 64)))
+    input_kept, input_hole = (
+        set(pixels(decode(source), (32, 0, 64, 64))),
+        set(pixels(decode(source), (0, 0, 32, 64))),
+    )
+    assert result.size == (1024, 1024)
+    assert set(pixels(result, (512, 0, 1024, 1024))) <= input_kept
+    assert not set(pixels(result, (0, 0, 512, 1024))) & (input_kept | input_hole)
+
+
 async def test_without_a_mask_the_whole_image_is_restyled():
     source = noisy_png((64, 64))
     async with running() as url:

@@ -12,6 +12,9 @@ Routes
                                  since start or reset, first 200,000)
     POST /_sim/reset             zeroes the counters
     GET  /_sim/images/{name}     images of `url` answers
+Every answer has an x-request-id header; those of /v1 also openai-processing-ms and, when a
+rate limit is set, x-ratelimit-limit-requests, -remaining-requests (what is left of the
+minute's allowance) and -reset-requests (until the bucket is full, e.g. "1s", "6m0s").
 
 Order of decisions for one edit request: key (401) -> form (400, 413) -> rate limit (429
 rate_limit_exceeded with retry-after) -> outcome -> generation time -> answer. Requests that

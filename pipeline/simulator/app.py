@@ -108,13 +108,16 @@ class Simulator:
         else:
             outcome = pick_outcome(fault_draw, self.config.faults)
         if outcome.name not in IMMEDIATE:
-            factor = QUALITY_LATENCY[edit.quality] if self.config.latency_by_quality else 1.0
-            cfg = self.config
-            await self.sleep(latency_s(latency_draw, cfg.latency_s, cfg.jitter_s, factor))
+            await self.sleep(self._generation_s(latency_draw, edit.quality))
         try:
             return await self._answer(request, edit, outcome), outcome.name
         except InvalidRequest as exc:
             return replies.invalid(exc), "invalid"
+
+    def _generation_s(self, draw: float, quality: str) -> float:
+        config = self.config
+        factor = QUALITY_LATENCY[quality] if config.latency_by_quality else 1.0
+        return latency_s(draw, config.latency_s, config.jitter_s, factor)
 
     def _authorize(self, request: web.Request) -> web.Response | None:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")

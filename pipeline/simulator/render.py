@@ -77,7 +77,7 @@ def _shade(colour: tuple[int, int, int]) -> tuple[int, int, int]:
 @lru_cache(maxsize=16)
 def _stripes(width: int, height: int) -> Image.Image:
     """An L-mode mask of diagonal bands; callers only read it."""
-    period = max(8, min(width, height) // STRIPES_PER_SIDE)
+    period = max(4, min(width, height) // STRIPES_PER_SIDE)
     band = period // 2
     mask = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(mask)
@@ -89,8 +89,10 @@ def _stripes(width: int, height: int) -> Image.Image:
     return mask
 
 
+@lru_cache(maxsize=32)
 def _fill(width: int, height: int, colour: tuple[int, int, int], mode: str) -> Image.Image:
-    """The repaint: stripes of colour and its shade; in RGBA the gaps are transparent."""
+    """The repaint: stripes of colour and its shade; in RGBA the gaps are transparent.
+    Callers only read it."""
     stripes = _stripes(width, height)
     if mode == "RGBA":
         fill = Image.new("RGBA", (width, height), (*colour, 0))
@@ -112,9 +114,35 @@ def render(
 ) -> bytes:
     """The edited image's file bytes, `size` pixels, in `output_format`."""
     mode = "RGBA" if background == "transparent" and output_format != "jpeg" else "RGB"
+    base = _decode(image, mode, size)
+    # Edit at the smaller of the input's and the output's resolution, then scale once: the
+    # mask has the input's size, and a nearest-neighbour upscale keeps the encoding cheap.
+    work = base.size if base.width * base.height <= size[0] * size[1] else size
+    if base.size != work:
+        base = base.resize(work, Image.Resampling.BILINEAR)
+    colour = prompt_colour(prompt)
+    if mask is None:
+        edited = Image.blend(
+            ImageOps.posterize(base.convert("RGB"), 3), Image.new("RGB", work, colour), TINT
+        )
+        if mode == "RGBA":
+            edited.putalpha(base.getchannel("A"))  # the restyle keeps the input's transparency
+    else:
+        with Image.open(io.BytesIO(mask)) as mask_image:
+            keep = mask_image.convert("RGBA").getchannel("A")
+        if keep.size != work:
+            keep = keep.resize(work, Image.Resampling.NEAREST)
+        edited = Image.composite(base, _fill(*work, colour, mode), keep)
+    if edited.size != size:
+        edited = edited.resize(size, Image.Resampling.NEAREST)
+    return encode(edited, output_format, compression)
+
+
+def _decode(image: bytes, mode: str, size: tuple[int, int]) -> Image.Image:
     try:
         with Image.open(io.BytesIO(image)) as source:
-            base = source.convert(mode)
+            source.draft("RGB", size)  # a large JPEG decodes straight at a reduced scale
+            return source.convert(mode)
     except (OSError, SyntaxError, ValueError):
         raise InvalidRequest(
             "Invalid image file or mode for image 1: it could not be decoded; please check "
@@ -122,22 +150,6 @@ def render(
             param="image",
             code="invalid_image_format",
         ) from None
-    if base.size != size:
-        base = base.resize(size, Image.Resampling.BILINEAR)
-    colour = prompt_colour(prompt)
-    if mask is None:
-        edited = Image.blend(
-            ImageOps.posterize(base.convert("RGB"), 3), Image.new("RGB", size, colour), TINT
-        )
-        if mode == "RGBA":
-            edited.putalpha(base.getchannel("A"))  # the restyle keeps the input's transparency
-    else:
-        with Image.open(io.BytesIO(mask)) as mask_image:
-            keep = mask_image.convert("RGBA").getchannel("A")
-        if keep.size != size:
-            keep = keep.resize(size, Image.Resampling.NEAREST)
-        edited = Image.composite(base, _fill(*size, colour, mode), keep)
-    return encode(edited, output_format, compression)
 
 
 def encode(image: Image.Image, output_format: str, compression: int | None) -> bytes:
