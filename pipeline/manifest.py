@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from types import MappingProxyType
@@ -25,6 +26,7 @@ from pipeline.validate import check_files as check_input_files
 from pipeline.yamlfile import locate, parse_yaml, read_limited
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "manifest.schema.json"
+_ITEM_INDEX = re.compile(r"items\[(\d+)\]")
 _SAME_PROBLEM_SHOWN = 10  # beyond this, identical problems of many items become one line
 _EXPECTED = {
     "string_type": "text",
@@ -81,7 +83,7 @@ def load_plan(path: str | Path, *, check_files: bool = True) -> plan.Plan:
     if check_files:
         problems += check_input_files(items, base)
     if problems:
-        raise ManifestError(_condense(problems))
+        raise ManifestError(_condense(_in_item_order(problems)))
     out_dir = base / (spec.output.dir or f"{manifest_path.stem}-out")
     return plan.Plan(
         manifest_path=manifest_path,
@@ -133,20 +135,20 @@ def _validate(data: object, raw: bytes, shown: str):
 def _schema_problems(errors: list[dict], data: object, raw: bytes, shown: str) -> list[Problem]:
     locs = [_without_tags(e["loc"]) for e in errors]
     marks = locate(raw, set(locs))
-    problems = []
+    located = []
     for error, loc in zip(errors, locs, strict=True):
-        where = shown
+        line, column = 0, 0
         for n in range(len(loc), -1, -1):  # the deepest part of the path that is in the file
             if loc[:n] in marks:
                 key_mark, value_mark = marks[loc[:n]]
-                line, column = (
-                    key_mark if key_mark and n == len(loc) and _at_key(error) else value_mark
-                )
-                where = f"{shown}:{line}:{column}"
+                at_key = key_mark and n == len(loc) and _at_key(error)
+                line, column = key_mark if at_key else value_mark
                 break
+        where = f"{shown}:{line}:{column}" if line else shown
         message, fix = _explain(error, loc, data)
-        problems.append(Problem(where, f"{_dotted(loc, data)}: {message}", fix))
-    return problems
+        located.append(((line, column), Problem(where, f"{_dotted(loc, data)}: {message}", fix)))
+    located.sort(key=lambda pair: pair[0])  # in the file's order, as the user reads it
+    return [problem for _, problem in located]
 
 
 def _at_key(error: dict) -> bool:
@@ -172,7 +174,7 @@ def _explain(error: dict, loc: tuple, data: object) -> tuple[str, str]:
     if kind == "missing":
         return "is required", _REQUIRED.get(str(field), f"add {field}:")
     if kind == "literal_error":
-        return f"version {value!r} is not supported", "this editbatch reads version: 1"
+        return f"{value!r} is not supported", "this editbatch reads version: 1"
     if kind in _EXPECTED:
         got = "" if secret else f", not {_describe(value)}"
         quote = kind == "string_type" and isinstance(value, int | float | bool)
@@ -249,6 +251,16 @@ def _endpoint(spec: Manifest, problems: list[Problem]) -> plan.Endpoint:
                 )
             )
     return plan.Endpoint(base_url=base_url.rstrip("/"), api_key_env=spec.endpoint.api_key_env)
+
+
+def _in_item_order(problems: list[Problem]) -> list[Problem]:
+    """The YAML's own problems first (they are in line order), then item by item."""
+
+    def position(problem: Problem) -> int:
+        match = _ITEM_INDEX.match(problem.where)
+        return int(match.group(1)) if match else -1
+
+    return sorted(problems, key=position)
 
 
 def _condense(problems: list[Problem]) -> list[Problem]:

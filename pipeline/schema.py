@@ -135,8 +135,8 @@ class GlobItem(Params):
             if field not in GLOB_FIELDS:
                 raise PydanticCustomError(
                     "placeholder",
-                    "{{{field}}} is not a glob placeholder",
-                    {"field": field, "fix": "use {stem}, {name} (with extension) or {parent}"},
+                    "{field} is not a glob placeholder",
+                    {"field": f"{{{field}}}", "fix": "use {stem}, {name} (with extension) or {parent}"},
                 )
         return template
 
@@ -196,8 +196,8 @@ class Output(Section):
             if field not in TEMPLATE_FIELDS or conversion:
                 raise PydanticCustomError(
                     "template",
-                    "{{{field}}} is not a field of output names",
-                    {"field": field, "fix": fix},
+                    "{field} is not a field of output names",
+                    {"field": f"{{{field}}}", "fix": fix},
                 )
         return template
 

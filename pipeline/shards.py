@@ -26,7 +26,7 @@ class Shard:
             raise ValueError(f"--shard {text!r}: write it as K/N, e.g. 0/3 (K from 0 to N-1)")
         shard = cls(int(index), int(count))
         if shard.count < 1 or not 0 <= shard.index < shard.count:
-            raise ValueError(f"--shard {text!r}: K must be from 0 to N-1 and N at least 1")
+            raise ValueError(f"--shard {text!r}: in K/N, K goes from 0 to N-1 and N is 1 or more")
         return shard
 
     def __str__(self) -> str:

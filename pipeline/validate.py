@@ -131,4 +131,6 @@ def _why_unusable(exc: OSError | BadImage, shown: str) -> tuple[str, str]:
 def _shown(path: Path, base: Path) -> str:
     """The path as short as it can be said: relative to the manifest's folder when inside it."""
     text, prefix = str(path), os.path.join(base, "")
+    if text == str(base):
+        return "."
     return text[len(prefix) :] if text.startswith(prefix) else text

@@ -138,7 +138,9 @@ def check_form(form: Form) -> EditRequest:
     )
 
 
-def parse_int(fields: dict[str, str], name: str, default: int | None, low: int, high: int):
+def parse_int(
+    fields: dict[str, str], name: str, default: int | None, low: int, high: int
+) -> int | None:
     """An integer form field within [low, high], in the API's words when it is not."""
     text = fields.get(name)
     if text is None:
@@ -202,13 +204,7 @@ def _check_images(images: list[Upload]) -> list[tuple[int, int]]:
         )
     dims = []
     for number, upload in enumerate(images, start=1):
-        if upload.content_type not in IMAGE_TYPES:
-            raise InvalidRequest(
-                f"Invalid file 'image': unsupported mimetype ('{upload.content_type}'). "
-                "Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'.",
-                param="image",
-                code="unsupported_file_mimetype",
-            )
+        _check_mimetype(upload, "image")
         if len(upload.data) >= MAX_IMAGE_BYTES:
             raise InvalidRequest(
                 f"Image {number} is {len(upload.data) / 2**20:.1f} MB; each image must be "
@@ -238,7 +234,18 @@ def _header(data: bytes, what: str, param: str) -> tuple[tuple[int, int], bool]:
         raise bad from None
 
 
+def _check_mimetype(upload: Upload, param: str) -> None:
+    if upload.content_type not in IMAGE_TYPES:
+        raise InvalidRequest(
+            f"Invalid file '{param}': unsupported mimetype ('{upload.content_type}'). "
+            "Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'.",
+            param=param,
+            code="unsupported_file_mimetype",
+        )
+
+
 def _check_mask(upload: Upload, image_dims: tuple[int, int]) -> None:
+    _check_mimetype(upload, "mask")
     if len(upload.data) >= MAX_MASK_BYTES:
         raise InvalidRequest(
             f"The mask is {len(upload.data) / 2**20:.1f} MB; it must be under 4 MB.",
