@@ -222,6 +222,11 @@ def _fill(template: str, fields: dict[str, str]) -> str:
     return _GLOB_FIELD.sub(lambda m: fields[m.group(1)], template)
 
 
+def absolute(base: Path, path: str) -> Path:
+    """`path` from the manifest (relative to its folder `base`, or absolute, or ~/...)."""
+    return _absolute(str(base).rstrip("/"), path)
+
+
 def _absolute(base: str, path: str) -> Path:
     """base/path as an absolute, normalized Path; the plain case without os.path's overhead."""
     if path[0] == "~":

@@ -8,7 +8,6 @@ each located (file:line:column, or the item) and saying how to fix it. `json_sch
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -20,42 +19,15 @@ from pydantic import ValidationError
 
 from pipeline import plan
 from pipeline.errors import ManifestError, Problem
-from pipeline.expand import check_names, expand_items, request_params
-from pipeline.schema import SECTIONS, GlobItem, ImageItem, Manifest
+from pipeline.expand import absolute, check_names, expand_items, request_params
+from pipeline.schema import Manifest
+from pipeline.schema_errors import schema_problems
 from pipeline.validate import check_files as check_input_files
 from pipeline.yamlfile import locate, parse_yaml, read_limited
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "manifest.schema.json"
 _ITEM_INDEX = re.compile(r"items\[(\d+)\]")
 _SAME_PROBLEM_SHOWN = 10  # beyond this, identical problems of many items become one line
-_EXPECTED = {
-    "string_type": "text",
-    "int_type": "a whole number",
-    "float_type": "a number",
-    "bool_type": "true or false",
-    "dict_type": "a mapping (key: value lines)",
-    "model_type": "a mapping (key: value lines)",
-    "list_type": "a list",
-}
-_BOUNDS = {
-    "greater_than_equal": ("at least", "ge"),
-    "greater_than": ("more than", "gt"),
-    "less_than_equal": ("at most", "le"),
-    "less_than": ("less than", "lt"),
-}
-_PATTERNS = {
-    "base_url": ("must be an http:// or https:// URL", "for example https://api.openai.com/v1"),
-    "api_key_env": (
-        "must be the NAME of an environment variable, not the key itself",
-        "write api_key_env: OPENAI_API_KEY and export the key in that variable",
-    ),
-    "output_format": ("must be a plain word", "use png, jpeg or webp"),
-}
-_REQUIRED = {
-    "version": "add version: 1 at the top",
-    "items": "add items: with at least one item",
-    "image": "give image: (a path, or a list of paths), or glob: (a pattern)",
-}
 
 
 def load_plan(path: str | Path, *, check_files: bool = True) -> plan.Plan:
@@ -84,17 +56,15 @@ def load_plan(path: str | Path, *, check_files: bool = True) -> plan.Plan:
         problems += check_input_files(items, base)
     if problems:
         raise ManifestError(_condense(_in_item_order(problems)))
-    out_dir = base / (spec.output.dir or f"{manifest_path.stem}-out")
+    out_dir = absolute(base, spec.output.dir or f"{manifest_path.stem}-out")
     return plan.Plan(
         manifest_path=manifest_path,
         name=spec.name or manifest_path.stem,
         endpoint=endpoint,
         limits=plan.Limits(**spec.limits.model_dump()),
         budget=plan.Budget(**spec.budget.model_dump()),
-        output=plan.Output(dir=Path(os.path.normpath(out_dir)), name=spec.output.name),
-        ledger=Path(os.path.normpath(base / spec.ledger))
-        if spec.ledger
-        else out_dir / "ledger.jsonl",
+        output=plan.Output(dir=out_dir, name=spec.output.name),
+        ledger=absolute(base, spec.ledger) if spec.ledger else out_dir / "ledger.jsonl",
         items=tuple(items),
         pricing=MappingProxyType(
             {model: MappingProxyType(price.model_dump()) for model, price in spec.pricing.items()}
@@ -123,119 +93,13 @@ def _validate(data: object, raw: bytes, shown: str):
         return spec, list(enumerate(spec.items)), []
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-    problems = _schema_problems(errors, data, raw, shown)
+    problems = schema_problems(errors, data, raw, shown)
     if any(len(e["loc"]) < 2 or e["loc"][0] != "items" for e in errors):
         return None, [], problems  # an error outside the items: nothing to expand
     bad = {e["loc"][1] for e in errors}
     good = [(i, item) for i, item in enumerate(data["items"]) if i not in bad]
     spec = Manifest.model_validate({**data, "items": [item for _, item in good]})
     return spec, [(i, s) for (i, _), s in zip(good, spec.items, strict=True)], problems
-
-
-def _schema_problems(errors: list[dict], data: object, raw: bytes, shown: str) -> list[Problem]:
-    locs = [_without_tags(e["loc"]) for e in errors]
-    marks = locate(raw, set(locs))
-    located = []
-    for error, loc in zip(errors, locs, strict=True):
-        line, column = 0, 0
-        for n in range(len(loc), -1, -1):  # the deepest part of the path that is in the file
-            if loc[:n] in marks:
-                key_mark, value_mark = marks[loc[:n]]
-                at_key = key_mark and n == len(loc) and _at_key(error)
-                line, column = key_mark if at_key else value_mark
-                break
-        where = f"{shown}:{line}:{column}" if line else shown
-        message, fix = _explain(error, loc, data)
-        located.append(((line, column), Problem(where, f"{_dotted(loc, data)}: {message}", fix)))
-    located.sort(key=lambda pair: pair[0])  # in the file's order, as the user reads it
-    return [problem for _, problem in located]
-
-
-def _at_key(error: dict) -> bool:
-    return error["type"] == "extra_forbidden" or error["loc"][-1] == "[key]"
-
-
-def _without_tags(loc: tuple) -> tuple:
-    """The path in the YAML: without the union's tag after an item's index, or "[key]"."""
-    if len(loc) > 2 and loc[0] == "items" and loc[2] in ("image", "glob"):
-        loc = loc[:2] + loc[3:]
-    return loc[:-1] if loc and loc[-1] == "[key]" else loc
-
-
-def _explain(error: dict, loc: tuple, data: object) -> tuple[str, str]:
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    field = loc[-1] if loc else "manifest"
-    secret = "endpoint" in loc  # never echo what might be a key pasted in the wrong place
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1], data)
-        close = difflib.get_close_matches(str(field), allowed, n=1)
-        fix = f"did you mean {close[0]}?" if close else "the keys here are " + ", ".join(allowed)
-        return "is not a known key", fix
-    if kind == "missing":
-        return "is required", _REQUIRED.get(str(field), f"add {field}:")
-    if kind == "literal_error":
-        return f"{value!r} is not supported", "this editbatch reads version: 1"
-    if kind in _EXPECTED:
-        got = "" if secret else f", not {_describe(value)}"
-        quote = kind == "string_type" and isinstance(value, int | float | bool)
-        return f"must be {_EXPECTED[kind]}{got}", "put it in quotes" if quote else ""
-    if kind == "string_pattern_mismatch" and field in _PATTERNS:
-        return _PATTERNS[field]
-    if kind in _BOUNDS:
-        words, limit_key = _BOUNDS[kind]
-        return f"must be {words} {ctx[limit_key]}, not {_describe(value)}", ""
-    if kind == "too_long":
-        return f"has {ctx.get('actual_length')}; at most {ctx.get('max_length')} are allowed", ""
-    if kind == "too_short":
-        return "must not be empty", ""
-    return error["msg"], str(ctx.get("fix", ""))
-
-
-def _allowed_keys(parent: tuple, data: object) -> list[str]:
-    if not parent:
-        model = Manifest
-    elif parent[0] == "items":
-        raw = data["items"][parent[1]]  # type: ignore[index]
-        model = GlobItem if isinstance(raw, dict) and "glob" in raw else ImageItem
-    else:
-        model = SECTIONS[parent[0]]
-    return sorted(model.model_fields)
-
-
-def _dotted(loc: tuple, data: object) -> str:
-    """("items", 3, "mask") -> "items[3] (sku-1004).mask"."""
-    text = ""
-    for n, part in enumerate(loc):
-        if isinstance(part, int):
-            text += f"[{part}]"
-            if loc[:n] == ("items",):
-                text += _item_name(data["items"][part])  # type: ignore[index]
-        else:
-            text += f".{part}" if text else str(part)
-    return text or "the manifest"
-
-
-def _item_name(raw: object) -> str:
-    if not isinstance(raw, dict):
-        return ""
-    if isinstance(raw.get("id"), str):
-        return f" ({raw['id']})"
-    if isinstance(raw.get("glob"), str):
-        return f" (glob {raw['glob']})"
-    image = raw.get("image")
-    image = image[0] if isinstance(image, list) and image else image
-    return f" ({Path(image).stem})" if isinstance(image, str) else ""
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "empty"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict | list):
-        return "a mapping" if isinstance(value, dict) else "a list"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _endpoint(spec: Manifest, problems: list[Problem]) -> plan.Endpoint:

@@ -16,7 +16,15 @@ from pipeline.summary import RunStats, RunSummary
 PLAIN_INTERVAL_S = 30.0
 
 
-def status_line(stats: RunStats) -> str:
+def eta_text(stats: RunStats, elapsed_s: float) -> str:
+    finished = stats.succeeded + stats.failed
+    if finished == 0 or stats.pending == 0:
+        return ""
+    seconds = stats.pending * elapsed_s / finished
+    return f", ETA {int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m{int(seconds % 60):02d}s"
+
+
+def status_line(stats: RunStats, elapsed_s: float | None = None) -> str:
     usd = f"${stats.cost_usd:.4f}"
     if stats.budget_left_usd is not None:
         usd += f" (left ${stats.budget_left_usd:.4f})"
@@ -25,6 +33,7 @@ def status_line(stats: RunStats) -> str:
         f"done {stats.done}/{stats.total}, failed {stats.failed + stats.failed_before}, "
         f"pending {stats.pending}, in flight {stats.in_flight}, requests {stats.requests}, "
         f"retries {retries}, spent {usd}"
+        + (eta_text(stats, elapsed_s) if elapsed_s is not None else "")
     )
 
 
@@ -36,6 +45,7 @@ class PlainProgress:
         self.interval_s = interval_s
         self._stats: RunStats | None = None
         self._task: asyncio.Task | None = None
+        self._started = time.monotonic()
 
     def _print(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -43,6 +53,7 @@ class PlainProgress:
 
     def started(self, stats: RunStats) -> None:
         self._stats = stats
+        self._started = time.monotonic()
         self._print(
             f"{stats.total} item(s): {stats.done_before} done before, "
             f"{stats.failed_before} failed before, {stats.pending} to run"
@@ -53,7 +64,7 @@ class PlainProgress:
         while True:
             await asyncio.sleep(self.interval_s)
             if self._stats is not None:
-                self._print(status_line(self._stats))
+                self._print(status_line(self._stats, time.monotonic() - self._started))
 
     def update(self, stats: RunStats) -> None:
         self._stats = stats

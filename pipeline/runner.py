@@ -11,37 +11,25 @@ fatal error, signal) end dispatch; requests in flight finish (signals: within a 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import random
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from pipeline import __version__
 from pipeline.budget import BudgetGuard
-from pipeline.client import EditResponse, EditsClient
-from pipeline.cost import Price, TokenCounts, cost_of_usage, counts_from_usage, price_table
+from pipeline.cost import Price, price_table
+from pipeline.dispatch import Dispatcher
 from pipeline.errors import (
-    AttemptError,
-    FatalError,
-    PermanentError,
-    RateLimited,
-    RetryableError,
     UsageError,
 )
 from pipeline.fingerprint import DigestCache
 from pipeline.ledger import LedgerWriter
-from pipeline.limits import RETRY_BUDGET_MESSAGE, RateGate, RetryBudget, littles_law_warning
 from pipeline.outputs import remove_stale_temps
 from pipeline.plan import Item, Plan
-from pipeline.prepare import Prepared, Preparer, write_outputs
 from pipeline.resume import classify
-from pipeline.retry import cause_of, retrying
 from pipeline.shards import Shard, select_shard
 from pipeline.status import read_job_state
 from pipeline.summary import Observer, RunStats, RunSummary
@@ -88,10 +76,6 @@ class RunControl:
         """Cancel requests in flight now (a second Ctrl-C)."""
         self.cancel_requested.set()
         self.stop_requested.set()
-
-
-class _Stop(Exception):
-    """Internal: the run stopped dispatching; the item stays pending."""
 
 
 async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
@@ -141,15 +125,9 @@ class _Run:
             )
         self.rpm = rpm
         self.prices: dict[str, Price] = price_table(plan.pricing)
-        self.rng = random.Random(options.seed)
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
         self.stats = RunStats()
-        self.stop_reasons: list[str] = []
         self.messages: list[str] = []
-        self._stopping = asyncio.Event()
-        self._finalizers: set[asyncio.Task] = set()
-        self._latencies: list[float] = []
-        self._littles_checked = False
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -245,15 +223,26 @@ class _Run:
             host=socket.gethostname(),
             options=self._options_record(),
         )
-        self.writer = writer
-        self.gate = RateGate(rpm=self.rpm)
-        self.retry_budget = RetryBudget()
-        self.preparer = Preparer(self.plan, self.prices)
+        self.dispatcher = Dispatcher(
+            plan=self.plan,
+            base_url=self.base_url,
+            api_key=self.api_key,
+            concurrency=self.concurrency,
+            rpm=self.rpm,
+            prices=self.prices,
+            budget=self.budget,
+            writer=writer,
+            stats=stats,
+            control=self.control,
+            grace_s=self.options.grace_s,
+            backoff_base_s=self.options.backoff_base_s,
+            seed=self.options.seed,
+            warn=self._warn,
+            changed=self._changed,
+        )
         if self.observer is not None:
             self.observer.started(stats)
-        if classified.pending:
-            await self._pool(classified.pending)
-        await self._drain_finalizers()
+        await self.dispatcher.run(classified.pending)
         summary = self._summary(time.monotonic() - started, ledger_path)
         await writer.awrite(
             "run_finished",
@@ -282,290 +271,14 @@ class _Run:
             "base_url": self.base_url,
         }
 
-    async def _pool(self, pending: list[Item]) -> None:
-        queue = iter(pending)
-        workers = min(self.concurrency, len(pending))
-        connector = aiohttp.TCPConnector(limit=workers, limit_per_host=workers)
-        timeout = self.plan.limits.timeout_s
-        async with aiohttp.ClientSession(connector=connector) as session:
-            self.client = EditsClient(
-                session,
-                self.base_url,
-                self.api_key,
-                timeout_s=timeout,
-                api_key_env=self.plan.endpoint.api_key_env,
-            )
-            tasks = [asyncio.create_task(self._worker(queue)) for _ in range(workers)]
-            watcher = asyncio.create_task(self._watch_signals(tasks))
-            try:
-                await asyncio.gather(*tasks, return_exceptions=True)
-            finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # a bug, not an API outcome: let it surface
-
-    async def _watch_signals(self, tasks: list[asyncio.Task]) -> None:
-        await self.control.stop_requested.wait()
-        self._stop("interrupted")
-        cancel = asyncio.create_task(self.control.cancel_requested.wait())
-        try:
-            await asyncio.wait_for(asyncio.shield(cancel), timeout=self.options.grace_s)
-        except TimeoutError:
-            self._warn(
-                f"requests in flight did not finish within {self.options.grace_s:g} s; cancelled"
-            )
-        finally:
-            cancel.cancel()
-        for task in tasks:
-            task.cancel()
-
-    def _stop(self, reason: str) -> None:
-        if reason not in self.stop_reasons:
-            self.stop_reasons.append(reason)
-        self._stopping.set()
-
-    async def _worker(self, queue) -> None:
-        while not self._stopping.is_set():
-            item = next(queue, None)
-            if item is None:
-                return
-            await self._process(item)
-
-    # -- one item ------------------------------------------------------------------------
-
-    async def _process(self, item: Item) -> None:
-        try:
-            prepared = await self.preparer.prepare(item)
-        except (OSError, ValueError) as exc:
-            await self._record_failed(
-                item, None, "permanent", None, f"cannot read the input: {exc}", 0
-            )
-            return
-        attempts = retrying(
-            max_attempts=self.plan.limits.max_attempts,
-            sleep=self._sleep,
-            rng=self.rng,
-            base=self.options.backoff_base_s,
-            before_sleep=lambda state: self._attempt_failed(item, prepared, state),
-            should_retry=self.retry_budget.allow_retry,
-        )
-        try:
-            async for attempt in attempts:
-                with attempt:
-                    response, latency = await self._attempt(
-                        prepared, attempt.retry_state.attempt_number
-                    )
-        except _Stop:
-            return
-        except FatalError as exc:
-            self._stop("fatal")
-            self.messages.append(f"aborted: {exc}")
-            await self._record_failed(
-                item, prepared.key, "fatal", exc, str(exc), attempt.retry_state.attempt_number
-            )
-            return
-        except PermanentError as exc:
-            await self._record_failed(
-                item, prepared.key, "permanent", exc, str(exc), attempt.retry_state.attempt_number
-            )
-            return
-        except RetryableError as exc:
-            n = attempt.retry_state.attempt_number
-            why = str(exc)
-            if n < self.plan.limits.max_attempts:
-                why += f" ({RETRY_BUDGET_MESSAGE})"
-            await self._record_failed(item, prepared.key, "exhausted", exc, why, n)
-            return
-        task = asyncio.create_task(
-            self._succeeded(prepared, response, latency, attempt.retry_state.attempt_number)
-        )
-        self._finalizers.add(task)
-        task.add_done_callback(self._finalizers.discard)
-        await asyncio.shield(task)
-
-    async def _attempt(self, prepared: Prepared, number: int) -> tuple[EditResponse, float]:
-        await self._wait_turn()
-        reservation = await self.budget.reserve(prepared.worst_usd)
-        if reservation is None:
-            self._stop("budget")
-            raise _Stop
-        if self._stopping.is_set():  # another worker stopped the run while this one waited
-            self.budget.settle(reservation, None)
-            raise _Stop
-        stats = self.stats
-        stats.in_flight += 1
-        stats.requests += 1
-        self._changed()
-        began = time.monotonic()
-        actual: float | None = None
-        try:
-            response = await self.client.edit(prepared.request)
-        except AttemptError as exc:
-            status = str(exc.http_status) if exc.http_status is not None else exc.transport
-            stats.by_status[status or "error"] = stats.by_status.get(status or "error", 0) + 1
-            self._react(exc)
-            raise
-        else:
-            stats.by_status["200"] = stats.by_status.get("200", 0) + 1
-            actual = self._cost(prepared, response)[0]
-            self.gate.on_success(response.headers)
-            self.retry_budget.on_success()
-            return response, time.monotonic() - began
-        finally:
-            stats.in_flight -= 1
-            self.budget.settle(reservation, actual)
-            stats.budget_left_usd = self.budget.left_usd()
-            self._changed()
-
-    def _react(self, exc: AttemptError) -> None:
-        """Feed a failed attempt to the rate controller and the retry budget."""
-        headers = exc.headers
-        if isinstance(exc, RateLimited):
-            # the gate slows down for these; the retry budget is for failures, not pacing
-            self.gate.on_rate_limited(exc.retry_after_s, headers)
-        elif isinstance(exc, RetryableError):
-            self.gate.on_error(headers)
-            self.retry_budget.on_failure()
-
-    async def _wait_turn(self) -> None:
-        if self._stopping.is_set():
-            raise _Stop
-        turn = asyncio.ensure_future(self.gate.wait_turn())
-        stop = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not turn.done():
-                turn.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await turn
-        if self._stopping.is_set():
-            raise _Stop
-
-    async def _sleep(self, seconds: float) -> None:
-        """Backoff sleep that a stop interrupts (the item then stays pending)."""
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return
-        raise _Stop
-
-    def _cost(self, prepared: Prepared, response: EditResponse) -> tuple[float | None, bool]:
-        price = self.prices.get(prepared.item.model)
-        if response.usage is None:
-            return prepared.expected_usd, True
-        if price is None:
-            return None, False
-        return cost_of_usage(response.usage, price), False
-
-    def _attempt_failed(self, item: Item, prepared: Prepared, retry_state) -> None:
-        exc = retry_state.outcome.exception()
-        wait = retry_state.upcoming_sleep
-        cause = cause_of(exc)
-        self.stats.retries[cause] = self.stats.retries.get(cause, 0) + 1
-        self.writer.write(
-            "attempt_failed",
-            item=item.id,
-            key=prepared.key,
-            attempt=retry_state.attempt_number,
-            http_status=exc.http_status,
-            transport=exc.transport,
-            cause=cause,
-            type=exc.type,
-            code=exc.code,
-            message=exc.message,
-            request_id=exc.request_id,
-            retry_in_s=round(wait, 3),
-        )
-        self._changed()
-
-    async def _succeeded(
-        self, prepared: Prepared, response: EditResponse, latency: float, attempt: int
-    ) -> None:
-        item = prepared.item
-        try:
-            outputs = await write_outputs(self.plan, item, response.images)
-        except (OSError, ValueError) as exc:
-            await self._record_failed(
-                item, prepared.key, "permanent", None, f"cannot write the output: {exc}", attempt
-            )
-            return
-        cost, estimated = self._cost(prepared, response)
-        fields: dict[str, Any] = {
-            "item": item.id,
-            "key": prepared.key,
-            "attempt": attempt,
-            "model": item.model,
-            "params": dict(item.params),
-            "latency_s": round(latency, 3),
-            "request_id": response.request_id,
-            "usage": response.usage,
-            "cost_usd": None if cost is None else round(cost, 8),
-            "outputs": outputs,
-            "inputs": prepared.inputs,
-        }
-        if estimated:
-            fields["cost_estimated"] = True
-        await self.writer.awrite("succeeded", **fields)
-        stats = self.stats
-        stats.succeeded += 1
-        stats.pending -= 1
-        stats.cost_usd += cost or 0.0
-        counts = (
-            counts_from_usage(response.usage) if response.usage else _estimated_counts(prepared)
-        )
-        stats.add_tokens(counts)
-        self._latencies.append(latency)
-        self._check_littles_law()
-        self._changed()
-
-    def _check_littles_law(self) -> None:
-        if self._littles_checked or self.rpm <= 0 or len(self._latencies) < 5:
-            return
-        self._littles_checked = True
-        latency = sorted(self._latencies)[len(self._latencies) // 2]
-        warning = littles_law_warning(self.concurrency, self.rpm / 60.0, latency)
-        if warning:
-            self._warn(warning)
-
-    async def _record_failed(
-        self,
-        item: Item,
-        key: str | None,
-        cls: str,
-        exc: AttemptError | None,
-        message: str,
-        attempts: int,
-    ) -> None:
-        error = {"class": cls, "http_status": None, "type": None, "code": None, "message": message}
-        if exc is not None:
-            error.update(exc.describe())
-            error["message"] = message
-        await self.writer.awrite("failed", item=item.id, key=key, attempts=attempts, error=error)
-        if cls != "fatal":
-            self.stats.failed += 1
-            self.stats.pending -= 1
-            self.stats.errors[message] = self.stats.errors.get(message, 0) + 1
-        self._changed()
-
-    async def _drain_finalizers(self) -> None:
-        while self._finalizers:
-            await asyncio.gather(*list(self._finalizers), return_exceptions=True)
-
     def _changed(self) -> None:
         if self.observer is not None:
             self.observer.update(self.stats)
 
     def _summary(self, duration: float, ledger_path: Path) -> RunSummary:
         s = self.stats
-        reasons = self.stop_reasons
+        reasons = self.dispatcher.stop_reasons
+        self.messages.extend(self.dispatcher.messages)
         if "fatal" in reasons:
             reason, code = "fatal", 4
         elif "interrupted" in reasons:
@@ -595,10 +308,6 @@ class _Run:
             messages=list(self.messages),
             simulated=self.simulated,
         )
-
-
-def _estimated_counts(prepared: Prepared) -> TokenCounts:
-    return prepared.expected_counts
 
 
 def _prepare_out_dir(out_dir: Path) -> None:

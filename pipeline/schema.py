@@ -136,7 +136,10 @@ class GlobItem(Params):
                 raise PydanticCustomError(
                     "placeholder",
                     "{field} is not a glob placeholder",
-                    {"field": f"{{{field}}}", "fix": "use {stem}, {name} (with extension) or {parent}"},
+                    {
+                        "field": f"{{{field}}}",
+                        "fix": "use {stem}, {name} (with extension) or {parent}",
+                    },
                 )
         return template
 

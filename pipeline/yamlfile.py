@@ -143,7 +143,7 @@ def parse_yaml(raw: bytes, shown: str) -> tuple[object, list[Problem]]:
                 frame[1], frame[2] = value, event.start_mark
             else:
                 key = frame[1]
-                if key == "<<" and isinstance(value, dict | list):
+                if key == "<<" and _mergeable(value):
                     frame[4].extend(value if isinstance(value, list) else [value])
                 else:
                     if key in container:
@@ -236,6 +236,14 @@ def _scalar(event: ScalarEvent, shown: str) -> object:
     _stop(
         _at(shown, event), f"the tag {event.tag} is not supported", "remove it, or quote the value"
     )
+
+
+def _mergeable(value: object) -> bool:
+    """What a merge key (<<) takes: a mapping or a list of them. Anything else stays a plain
+    "<<" key, which the schema then refuses."""
+    if isinstance(value, list):
+        return all(isinstance(v, dict) for v in value)
+    return isinstance(value, dict)
 
 
 def _hint(message: str) -> str:

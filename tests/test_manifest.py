@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import make_image, make_mask, write_manifest
 
 from pipeline.errors import ManifestError
@@ -34,6 +35,14 @@ def test_write_schema_writes_what_json_schema_returns(tmp_path):
     write_schema(target)
     assert json.loads(target.read_text()) == json_schema()
     assert json_schema()["$schema"].startswith("https://json-schema.org/")
+
+
+def test_demo_manifest_passes_the_json_schema_as_editors_apply_it():
+    jsonschema = pytest.importorskip("jsonschema")
+    data = yaml.safe_load(DEMO.read_text())
+    jsonschema.Draft202012Validator(json_schema()).validate(data)
+    data["items"][0]["qualty"] = "high"
+    assert not jsonschema.Draft202012Validator(json_schema()).is_valid(data)
 
 
 def test_demo_manifest_loads_cleanly():
@@ -89,7 +98,8 @@ def test_base_url_comes_from_the_environment_when_the_manifest_has_none(tmp_path
     path = write_manifest(tmp_path, [{"image": "images/a.png", "prompt": "p"}])
     assert load_plan(path).endpoint.base_url == "http://127.0.0.1:9999/v1"
     path = write_manifest(
-        tmp_path, [{"image": "images/a.png", "prompt": "p"}],
+        tmp_path,
+        [{"image": "images/a.png", "prompt": "p"}],
         endpoint={"base_url": "https://proxy.example/v1", "api_key_env": "PROXY_KEY"},
     )
     plan = load_plan(path)
@@ -131,7 +141,10 @@ def test_item_params_lay_defaults_under_the_items_own(tmp_path):
         "style": "vivid",
     }
     assert dict(second.params) == {
-        "model": "gpt-image-1", "size": "1024x1024", "quality": "low", "moderation": "low"
+        "model": "gpt-image-1",
+        "size": "1024x1024",
+        "quality": "low",
+        "moderation": "low",
     }
     with pytest.raises(TypeError):
         first.params["model"] = "other"  # type: ignore[index]
@@ -143,8 +156,14 @@ def test_paths_are_absolute_from_the_manifests_folder(tmp_path):
     make_mask(tmp_path / "masks" / "a.png")
     path = write_manifest(
         tmp_path,
-        [{"id": "two", "image": ["in/a.png", "./in/../in/b.jpg"], "mask": "masks/a.png",
-          "prompt": "p"}],
+        [
+            {
+                "id": "two",
+                "image": ["in/a.png", "./in/../in/b.jpg"],
+                "mask": "masks/a.png",
+                "prompt": "p",
+            }
+        ],
         output={"dir": "../out", "name": "{model}-{id}"},
         ledger="state/ledger.jsonl",
     )
@@ -176,8 +195,12 @@ def test_glob_expands_in_sorted_order_and_fills_placeholders(tmp_path):
     path = write_manifest(
         tmp_path,
         [
-            {"glob": "shoes/*.jpg", "mask": "masks/{stem}.png",
-             "prompt": "Put the {stem} ({name}, from {parent}) on marble", "quality": "high"},
+            {
+                "glob": "shoes/*.jpg",
+                "mask": "masks/{stem}.png",
+                "prompt": "Put the {stem} ({name}, from {parent}) on marble",
+                "quality": "high",
+            },
         ],
     )
     items = load_plan(path).items
@@ -227,7 +250,10 @@ def test_limits_budget_and_pricing_reach_the_plan(tmp_path):
     assert (plan.limits.max_attempts, plan.limits.timeout_s) == (2, 60)
     assert (plan.budget.run_usd, plan.budget.total_usd) == (5, 50.5)
     assert dict(plan.pricing["proxy-model"]) == {
-        "text_input": 5, "image_input": 10, "image_output": 40, "text_output": None
+        "text_input": 5,
+        "image_input": 10,
+        "image_output": 40,
+        "text_output": None,
     }
 
 
@@ -267,7 +293,7 @@ def test_merge_keys_and_a_few_aliases_are_allowed(tmp_path):
         """,
     )
     first, second = load_plan(path).items
-    assert second.id == "b"
+    assert (first.id, second.id) == ("a", "b")
     assert (second.prompt, second.params["quality"]) == ("shared prompt", "high")
 
 

@@ -31,8 +31,18 @@ def sneaker(size: int) -> tuple[Image.Image, Image.Image]:
     shape = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(shape)
     s = size / 512
-    draw.polygon([(90 * s, 330 * s), (110 * s, 220 * s), (230 * s, 200 * s), (300 * s, 260 * s),
-                  (420 * s, 290 * s), (430 * s, 340 * s), (90 * s, 350 * s)], fill=255)
+    draw.polygon(
+        [
+            (90 * s, 330 * s),
+            (110 * s, 220 * s),
+            (230 * s, 200 * s),
+            (300 * s, 260 * s),
+            (420 * s, 290 * s),
+            (430 * s, 340 * s),
+            (90 * s, 350 * s),
+        ],
+        fill=255,
+    )
     picture = _staged(size, shape, (210, 60, 50))
     ImageDraw.Draw(picture).rectangle((90 * s, 335 * s, 430 * s, 350 * s), fill=(245, 245, 245))
     return picture, shape
@@ -42,8 +52,9 @@ def lamp(size: int) -> tuple[Image.Image, Image.Image]:
     shape = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(shape)
     s = size / 512
-    draw.polygon([(180 * s, 120 * s), (330 * s, 120 * s), (370 * s, 230 * s),
-                  (140 * s, 230 * s)], fill=255)
+    draw.polygon(
+        [(180 * s, 120 * s), (330 * s, 120 * s), (370 * s, 230 * s), (140 * s, 230 * s)], fill=255
+    )
     draw.rectangle((245 * s, 230 * s, 265 * s, 370 * s), fill=255)
     draw.ellipse((190 * s, 360 * s, 320 * s, 395 * s), fill=255)
     return _staged(size, shape, (230, 190, 70)), shape

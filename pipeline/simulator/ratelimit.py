@@ -1,5 +1,8 @@
 """The simulator's requests-per-minute limit: a token bucket on an injected clock, the
 `x-ratelimit-*` figures it reports, and durations written the way the API writes them.
+The bucket holds one second's worth by default because OpenAI's rate limits guide
+(platform.openai.com/docs/guides/rate-limits) says limits are enforced over shorter periods
+than a minute (60 RPM may be enforced as 1 request per second).
 """
 
 from __future__ import annotations

@@ -1,0 +1,369 @@
+"""Dispatching one run's pending items: a pool of workers, each taking the next item, preparing
+it, and making attempts through the rate gate and the budget until the item succeeds, fails or
+the run stops. Every outcome becomes one ledger line; the live counters feed the progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from pipeline.budget import BudgetGuard
+from pipeline.client import EditResponse, EditsClient
+from pipeline.cost import Price, cost_of_usage, counts_from_usage
+from pipeline.errors import (
+    AttemptError,
+    FatalError,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+)
+from pipeline.ledger import LedgerWriter
+from pipeline.limits import RETRY_BUDGET_MESSAGE, RateGate, RetryBudget, littles_law_warning
+from pipeline.plan import Item, Plan
+from pipeline.prepare import Prepared, Preparer, write_outputs
+from pipeline.retry import cause_of, retrying
+from pipeline.summary import RunStats
+
+
+class _Stop(Exception):
+    """The run stopped dispatching; the item stays pending."""
+
+
+class Dispatcher:
+    """The machinery one run shares between its workers (one event loop, no threads)."""
+
+    def __init__(
+        self,
+        *,
+        plan: Plan,
+        base_url: str,
+        api_key: str,
+        concurrency: int,
+        rpm: float,
+        prices: dict[str, Price],
+        budget: BudgetGuard,
+        writer: LedgerWriter,
+        stats: RunStats,
+        control: Any,  # runner.RunControl
+        grace_s: float,
+        backoff_base_s: float,
+        seed: int | None,
+        warn: Callable[[str], None],
+        changed: Callable[[], None],
+    ):
+        self.plan = plan
+        self.base_url = base_url
+        self.api_key = api_key
+        self.concurrency = concurrency
+        self.rpm = rpm
+        self.prices = prices
+        self.budget = budget
+        self.writer = writer
+        self.stats = stats
+        self.control = control
+        self.grace_s = grace_s
+        self.backoff_base_s = backoff_base_s
+        self.rng = random.Random(seed)
+        self._warn = warn
+        self._changed = changed
+        self.gate = RateGate(rpm=rpm)
+        self.retry_budget = RetryBudget()
+        self.preparer = Preparer(plan, prices)
+        self.stop_reasons: list[str] = []
+        self.messages: list[str] = []
+        self._stopping = asyncio.Event()
+        self._finalizers: set[asyncio.Task] = set()
+        self._latencies: list[float] = []
+        self._littles_checked = False
+
+    async def run(self, pending: list[Item]) -> None:
+        """Dispatch every pending item (or until a stop); returns when nothing is in flight."""
+        if pending:
+            await self._pool(pending)
+        while self._finalizers:
+            await asyncio.gather(*list(self._finalizers), return_exceptions=True)
+
+    async def _pool(self, pending: list[Item]) -> None:
+        queue = iter(pending)
+        workers = min(self.concurrency, len(pending))
+        connector = aiohttp.TCPConnector(limit=workers, limit_per_host=workers)
+        timeout = self.plan.limits.timeout_s
+        async with aiohttp.ClientSession(connector=connector) as session:
+            self.client = EditsClient(
+                session,
+                self.base_url,
+                self.api_key,
+                timeout_s=timeout,
+                api_key_env=self.plan.endpoint.api_key_env,
+            )
+            tasks = [asyncio.create_task(self._worker(queue)) for _ in range(workers)]
+            watcher = asyncio.create_task(self._watch_signals(tasks))
+            try:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # a bug, not an API outcome: let it surface
+
+    async def _watch_signals(self, tasks: list[asyncio.Task]) -> None:
+        await self.control.stop_requested.wait()
+        self._stop("interrupted")
+        cancel = asyncio.create_task(self.control.cancel_requested.wait())
+        try:
+            await asyncio.wait_for(asyncio.shield(cancel), timeout=self.grace_s)
+        except TimeoutError:
+            self._warn(f"requests in flight did not finish within {self.grace_s:g} s; cancelled")
+        finally:
+            cancel.cancel()
+        for task in tasks:
+            task.cancel()
+
+    def _stop(self, reason: str) -> None:
+        if reason not in self.stop_reasons:
+            self.stop_reasons.append(reason)
+        self._stopping.set()
+
+    async def _worker(self, queue) -> None:
+        while not self._stopping.is_set():
+            item = next(queue, None)
+            if item is None:
+                return
+            await self._process(item)
+
+    # -- one item ------------------------------------------------------------------------
+
+    async def _process(self, item: Item) -> None:
+        try:
+            prepared = await self.preparer.prepare(item)
+        except (OSError, ValueError) as exc:
+            await self._record_failed(
+                item, None, "permanent", None, f"cannot read the input: {exc}", 0
+            )
+            return
+        attempts = retrying(
+            max_attempts=self.plan.limits.max_attempts,
+            sleep=self._sleep,
+            rng=self.rng,
+            base=self.backoff_base_s,
+            before_sleep=lambda state: self._attempt_failed(item, prepared, state),
+            should_retry=self.retry_budget.allow_retry,
+        )
+        try:
+            async for attempt in attempts:
+                with attempt:
+                    response, latency = await self._attempt(
+                        prepared, attempt.retry_state.attempt_number
+                    )
+        except _Stop:
+            return
+        except FatalError as exc:
+            self._stop("fatal")
+            self.messages.append(f"aborted: {exc}")
+            await self._record_failed(
+                item, prepared.key, "fatal", exc, str(exc), attempt.retry_state.attempt_number
+            )
+            return
+        except PermanentError as exc:
+            await self._record_failed(
+                item, prepared.key, "permanent", exc, str(exc), attempt.retry_state.attempt_number
+            )
+            return
+        except RetryableError as exc:
+            n = attempt.retry_state.attempt_number
+            why = str(exc)
+            if n < self.plan.limits.max_attempts:
+                why += f" ({RETRY_BUDGET_MESSAGE})"
+            await self._record_failed(item, prepared.key, "exhausted", exc, why, n)
+            return
+        task = asyncio.create_task(
+            self._succeeded(prepared, response, latency, attempt.retry_state.attempt_number)
+        )
+        self._finalizers.add(task)
+        task.add_done_callback(self._finalizers.discard)
+        await asyncio.shield(task)
+
+    async def _attempt(self, prepared: Prepared, number: int) -> tuple[EditResponse, float]:
+        await self._wait_turn()
+        reservation = await self.budget.reserve(prepared.worst_usd)
+        if reservation is None:
+            self._stop("budget")
+            raise _Stop
+        if self._stopping.is_set():  # another worker stopped the run while this one waited
+            self.budget.settle(reservation, None)
+            raise _Stop
+        stats = self.stats
+        stats.in_flight += 1
+        stats.requests += 1
+        self._changed()
+        began = time.monotonic()
+        actual: float | None = None
+        try:
+            response = await self.client.edit(prepared.request)
+        except AttemptError as exc:
+            status = str(exc.http_status) if exc.http_status is not None else exc.transport
+            stats.by_status[status or "error"] = stats.by_status.get(status or "error", 0) + 1
+            self._react(exc)
+            raise
+        else:
+            stats.by_status["200"] = stats.by_status.get("200", 0) + 1
+            actual = self._cost(prepared, response)[0]
+            self.gate.on_success(response.headers)
+            self.retry_budget.on_success()
+            return response, time.monotonic() - began
+        finally:
+            stats.in_flight -= 1
+            self.budget.settle(reservation, actual)
+            stats.budget_left_usd = self.budget.left_usd()
+            self._changed()
+
+    def _react(self, exc: AttemptError) -> None:
+        """Feed a failed attempt to the rate controller and the retry budget."""
+        headers = exc.headers
+        if isinstance(exc, RateLimited):
+            # the gate slows down for these; the retry budget is for failures, not pacing
+            self.gate.on_rate_limited(exc.retry_after_s, headers)
+        elif isinstance(exc, RetryableError):
+            self.gate.on_error(headers)
+            self.retry_budget.on_failure()
+
+    async def _wait_turn(self) -> None:
+        if self._stopping.is_set():
+            raise _Stop
+        turn = asyncio.ensure_future(self.gate.wait_turn())
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not turn.done():
+                turn.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await turn
+        if self._stopping.is_set():
+            raise _Stop
+
+    async def _sleep(self, seconds: float) -> None:
+        """Backoff sleep that a stop interrupts (the item then stays pending)."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return
+        raise _Stop
+
+    def _cost(self, prepared: Prepared, response: EditResponse) -> tuple[float | None, bool]:
+        price = self.prices.get(prepared.item.model)
+        if response.usage is None:
+            return prepared.expected_usd, True
+        if price is None:
+            return None, False
+        return cost_of_usage(response.usage, price), False
+
+    def _attempt_failed(self, item: Item, prepared: Prepared, retry_state) -> None:
+        exc = retry_state.outcome.exception()
+        wait = retry_state.upcoming_sleep
+        cause = cause_of(exc)
+        self.stats.retries[cause] = self.stats.retries.get(cause, 0) + 1
+        self.writer.write(
+            "attempt_failed",
+            item=item.id,
+            key=prepared.key,
+            attempt=retry_state.attempt_number,
+            http_status=exc.http_status,
+            transport=exc.transport,
+            cause=cause,
+            type=exc.type,
+            code=exc.code,
+            message=exc.message,
+            request_id=exc.request_id,
+            retry_in_s=round(wait, 3),
+        )
+        self._changed()
+
+    async def _succeeded(
+        self, prepared: Prepared, response: EditResponse, latency: float, attempt: int
+    ) -> None:
+        item = prepared.item
+        try:
+            outputs = await write_outputs(self.plan, item, response.images)
+        except ValueError as exc:  # the output name leaves the folder (a symlink, say)
+            await self._record_failed(
+                item, prepared.key, "permanent", None, f"cannot write the output: {exc}", attempt
+            )
+            return
+        except OSError as exc:  # disk full, permissions: every item would fail the same way
+            message = (
+                f"cannot write outputs to {self.plan.output.dir}: {exc}; free space or fix "
+                "permissions, then run again (this item stays pending)"
+            )
+            self._stop("fatal")
+            self.messages.append(f"aborted: {message}")
+            await self._record_failed(item, prepared.key, "fatal", None, message, attempt)
+            return
+        cost, estimated = self._cost(prepared, response)
+        fields: dict[str, Any] = {
+            "item": item.id,
+            "key": prepared.key,
+            "attempt": attempt,
+            "model": item.model,
+            "params": dict(item.params),
+            "latency_s": round(latency, 3),
+            "request_id": response.request_id,
+            "usage": response.usage,
+            "cost_usd": None if cost is None else round(cost, 8),
+            "outputs": outputs,
+            "inputs": prepared.inputs,
+        }
+        if estimated:
+            fields["cost_estimated"] = True
+        await self.writer.awrite("succeeded", **fields)
+        stats = self.stats
+        stats.succeeded += 1
+        stats.pending -= 1
+        stats.cost_usd += cost or 0.0
+        counts = counts_from_usage(response.usage) if response.usage else prepared.expected_counts
+        stats.add_tokens(counts)
+        self._latencies.append(latency)
+        self._check_littles_law()
+        self._changed()
+
+    def _check_littles_law(self) -> None:
+        if self._littles_checked or self.rpm <= 0 or len(self._latencies) < 5:
+            return
+        self._littles_checked = True
+        latency = sorted(self._latencies)[len(self._latencies) // 2]
+        warning = littles_law_warning(self.concurrency, self.rpm / 60.0, latency)
+        if warning:
+            self._warn(warning)
+
+    async def _record_failed(
+        self,
+        item: Item,
+        key: str | None,
+        cls: str,
+        exc: AttemptError | None,
+        message: str,
+        attempts: int,
+    ) -> None:
+        error = {"class": cls, "http_status": None, "type": None, "code": None, "message": message}
+        if exc is not None:
+            error.update(exc.describe())
+            error["message"] = message
+        await self.writer.awrite("failed", item=item.id, key=key, attempts=attempts, error=error)
+        if cls != "fatal":
+            self.stats.failed += 1
+            self.stats.pending -= 1
+            self.stats.errors[message] = self.stats.errors.get(message, 0) + 1
+        self._changed()
