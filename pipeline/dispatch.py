@@ -74,7 +74,9 @@ class Dispatcher:
         self._warn = warn
         self._changed = changed
         self.gate = RateGate(rpm=rpm)
-        self.retry_budget = RetryBudget()
+        # gRPC's throttling rule with a ratio that tolerates the failure rates image APIs
+        # show on a normal day (retries stop only while over a third of attempts fail).
+        self.retry_budget = RetryBudget(max_tokens=20, token_ratio=0.5)
         self.preparer = Preparer(plan, prices)
         self.stop_reasons: list[str] = []
         self.messages: list[str] = []
@@ -82,6 +84,8 @@ class Dispatcher:
         self._finalizers: set[asyncio.Task] = set()
         self._latencies: list[float] = []
         self._littles_checked = False
+        self.deferred: list[Item] = []  # retries the retry budget held back
+        self._attempts_used: dict[str, int] = {}
 
     async def run(self, pending: list[Item]) -> None:
         """Dispatch every pending item (or until a stop); returns when nothing is in flight."""
@@ -89,6 +93,11 @@ class Dispatcher:
             await self._pool(pending)
         while self._finalizers:
             await asyncio.gather(*list(self._finalizers), return_exceptions=True)
+        if self.deferred and not self._stopping.is_set():
+            self.messages.append(
+                f"{len(self.deferred)} item(s) left pending: {RETRY_BUDGET_MESSAGE}; "
+                "run again to resume them"
+            )
 
     async def _pool(self, pending: list[Item]) -> None:
         queue = iter(pending)
@@ -140,7 +149,11 @@ class Dispatcher:
         while not self._stopping.is_set():
             item = next(queue, None)
             if item is None:
-                return
+                # Fresh items first; then items whose retries the retry budget deferred, once
+                # successes have refilled it.
+                if not self.deferred or not self.retry_budget.allow_retry():
+                    return
+                item = self.deferred.pop(0)
             await self._process(item)
 
     # -- one item ------------------------------------------------------------------------
@@ -153,49 +166,50 @@ class Dispatcher:
                 item, None, "permanent", None, f"cannot read the input: {exc}", 0
             )
             return
+        used = self._attempts_used.pop(item.id, 0)  # by an earlier, deferred round
         attempts = retrying(
-            max_attempts=self.plan.limits.max_attempts,
+            max_attempts=self.plan.limits.max_attempts - used,
             sleep=self._sleep,
             rng=self.rng,
             base=self.backoff_base_s,
-            before_sleep=lambda state: self._attempt_failed(item, prepared, state),
+            before_sleep=lambda state: self._attempt_failed(item, prepared, state, used),
             should_retry=self.retry_budget.allow_retry,
         )
+        number = used
         try:
             async for attempt in attempts:
                 with attempt:
-                    response, latency = await self._attempt(
-                        prepared, attempt.retry_state.attempt_number
-                    )
+                    number = used + attempt.retry_state.attempt_number
+                    response, latency = await self._attempt(prepared)
         except _Stop:
             return
         except FatalError as exc:
             self._stop("fatal")
             self.messages.append(f"aborted: {exc}")
-            await self._record_failed(
-                item, prepared.key, "fatal", exc, str(exc), attempt.retry_state.attempt_number
-            )
+            await self._record_failed(item, prepared.key, "fatal", exc, str(exc), number)
             return
         except PermanentError as exc:
-            await self._record_failed(
-                item, prepared.key, "permanent", exc, str(exc), attempt.retry_state.attempt_number
-            )
+            await self._record_failed(item, prepared.key, "permanent", exc, str(exc), number)
             return
         except RetryableError as exc:
-            n = attempt.retry_state.attempt_number
-            why = str(exc)
-            if n < self.plan.limits.max_attempts:
-                why += f" ({RETRY_BUDGET_MESSAGE})"
-            await self._record_failed(item, prepared.key, "exhausted", exc, why, n)
+            if number < self.plan.limits.max_attempts:
+                self._defer(item, prepared, exc, number)
+            else:
+                await self._record_failed(item, prepared.key, "exhausted", exc, str(exc), number)
             return
-        task = asyncio.create_task(
-            self._succeeded(prepared, response, latency, attempt.retry_state.attempt_number)
-        )
+        task = asyncio.create_task(self._succeeded(prepared, response, latency, number))
         self._finalizers.add(task)
         task.add_done_callback(self._finalizers.discard)
         await asyncio.shield(task)
 
-    async def _attempt(self, prepared: Prepared, number: int) -> tuple[EditResponse, float]:
+    def _defer(self, item: Item, prepared: Prepared, exc: RetryableError, number: int) -> None:
+        """The retry budget refused a retry: record the attempt, and keep the item for after
+        the fresh ones (or for the next run: it stays pending, never marked failed)."""
+        self._attempts_used[item.id] = number
+        self.deferred.append(item)
+        self._record_attempt(item, prepared, exc, number, retry_in_s=None)
+
+    async def _attempt(self, prepared: Prepared) -> tuple[EditResponse, float]:
         await self._wait_turn()
         reservation = await self.budget.reserve(prepared.worst_usd)
         if reservation is None:
@@ -213,8 +227,8 @@ class Dispatcher:
         try:
             response = await self.client.edit(prepared.request)
         except AttemptError as exc:
-            status = str(exc.http_status) if exc.http_status is not None else exc.transport
-            stats.by_status[status or "error"] = stats.by_status.get(status or "error", 0) + 1
+            status = _status_label(exc)
+            stats.by_status[status] = stats.by_status.get(status, 0) + 1
             self._react(exc)
             raise
         else:
@@ -271,16 +285,28 @@ class Dispatcher:
             return None, False
         return cost_of_usage(response.usage, price), False
 
-    def _attempt_failed(self, item: Item, prepared: Prepared, retry_state) -> None:
+    def _attempt_failed(self, item: Item, prepared: Prepared, retry_state, used: int) -> None:
+        """tenacity's before_sleep: the attempt failed and another comes after the wait."""
         exc = retry_state.outcome.exception()
-        wait = retry_state.upcoming_sleep
+        number = used + retry_state.attempt_number
+        self._record_attempt(item, prepared, exc, number, retry_in_s=retry_state.upcoming_sleep)
+
+    def _record_attempt(
+        self,
+        item: Item,
+        prepared: Prepared,
+        exc: AttemptError,
+        number: int,
+        *,
+        retry_in_s: float | None,
+    ) -> None:
         cause = cause_of(exc)
         self.stats.retries[cause] = self.stats.retries.get(cause, 0) + 1
         self.writer.write(
             "attempt_failed",
             item=item.id,
             key=prepared.key,
-            attempt=retry_state.attempt_number,
+            attempt=number,
             http_status=exc.http_status,
             transport=exc.transport,
             cause=cause,
@@ -288,7 +314,7 @@ class Dispatcher:
             code=exc.code,
             message=exc.message,
             request_id=exc.request_id,
-            retry_in_s=round(wait, 3),
+            retry_in_s=None if retry_in_s is None else round(retry_in_s, 3),
         )
         self._changed()
 
@@ -367,3 +393,13 @@ class Dispatcher:
             self.stats.pending -= 1
             self.stats.errors[message] = self.stats.errors.get(message, 0) + 1
         self._changed()
+
+
+def _status_label(exc: AttemptError) -> str:
+    """How a failed attempt counts in `requests by status`: the HTTP status, "200 unusable"
+    for a 200 whose body was not usable, or the transport error."""
+    if exc.http_status == 200:
+        return "200 unusable"
+    if exc.http_status is not None:
+        return str(exc.http_status)
+    return exc.transport or "error"

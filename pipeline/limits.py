@@ -36,8 +36,8 @@ OBSERVED_STARTS = 256
 MIN_OBSERVED_SPAN_S = 1.0
 
 RETRY_BUDGET_MESSAGE = (
-    "retry budget exhausted: the provider is failing more than it succeeds; "
-    "run again with --retry-failed once it recovers"
+    "retry budget exhausted: the provider is failing more than it succeeds, so their "
+    "retries were held back"
 )
 
 

@@ -8,6 +8,7 @@ each located (file:line:column, or the item) and saying how to fix it. `json_sch
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -33,6 +34,18 @@ _SAME_PROBLEM_SHOWN = 10  # beyond this, identical problems of many items become
 def load_plan(path: str | Path, *, check_files: bool = True) -> plan.Plan:
     """The manifest at `path` as a frozen Plan (absolute paths, defaults applied, globs
     expanded). `check_files=False` skips reading the input files' headers."""
+    # A large manifest makes a million small objects, none in a cycle: the cyclic collector
+    # would run hundreds of times for nothing (a quarter of the time at 100,000 items).
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(path, check_files)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _load(path: str | Path, check_files: bool) -> plan.Plan:
     shown = str(path)
     manifest_path = Path(os.path.abspath(path))
     base = manifest_path.parent

@@ -45,6 +45,8 @@ _REQUIRED = {
 
 
 def schema_problems(errors: list[dict], data: object, raw: bytes, shown: str) -> list[Problem]:
+    """One Problem per pydantic error, in the file's order; `data` is what the YAML held and
+    `raw` its bytes, `shown` the manifest's path as the user gave it."""
     locs = [_without_tags(e["loc"]) for e in errors]
     marks = locate(raw, set(locs))
     located = []

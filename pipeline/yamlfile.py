@@ -42,6 +42,7 @@ _SPECIAL = {
     **dict.fromkeys(("-.inf", "-.Inf", "-.INF"), float("-inf")),
     **dict.fromkeys((".nan", ".NaN", ".NAN"), float("nan")),
 }
+_MAYBE_TYPED = frozenset("-+.0123456789~nNtTfF")  # first letters of non-string plain scalars
 _NO_KEY = object()
 
 
@@ -83,7 +84,10 @@ def parse_yaml(raw: bytes, shown: str) -> tuple[object, list[Problem]]:
         for event in _events(raw):
             kind = type(event)
             if kind is ScalarEvent:
-                value = _scalar(event, shown)
+                value = event.value
+                plain = event.implicit[0] and event.tag is None
+                if not (plain and value and value[0] not in _MAYBE_TYPED):
+                    value = _scalar(event, shown)  # else a plain word no type claims, as it is
                 if event.anchor:
                     anchors[event.anchor] = value
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
@@ -175,6 +179,7 @@ def locate(raw: bytes, paths: set[tuple]) -> dict[tuple, tuple[tuple[int, int] |
     """(key line:col, value line:col) of each of `paths` (and every prefix of them) present in
     the document; a path like ("items", 3, "mask"). Used only when there is a problem to show."""
     wanted = {path[:n] for path in paths for n in range(len(path) + 1)}
+    pending = set(paths)
     found: dict[tuple, tuple[tuple[int, int] | None, tuple]] = {}
     # One frame per open container: [path, next index or pending key, expecting a key?, key mark]
     stack: list[list] = []
@@ -203,6 +208,10 @@ def locate(raw: bytes, paths: set[tuple]) -> dict[tuple, tuple[tuple[int, int] |
             frame[2], key_mark = True, frame[3]
         if path in wanted:
             found[path] = (key_mark, _line_col(event.start_mark))
+            if path in pending:
+                pending.discard(path)
+                if not pending:  # every path is placed: the rest of the file cannot matter
+                    break
         if opens:
             stack.append([path, 0, True if kind is MappingStartEvent else None, None])
     return found
