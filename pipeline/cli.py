@@ -32,15 +32,17 @@ def _non_negative(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # No abbreviations: a scheduled command line must keep working only while its options exist.
     parser = argparse.ArgumentParser(
         prog="editbatch",
+        allow_abbrev=False,
         description="Batch image edits through an OpenAI-compatible API, with budgets, "
         "retries, a JSONL ledger and resume.",
     )
     parser.add_argument("--version", action="version", version=f"editbatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the job; a second call resumes it")
+    run = sub.add_parser("run", allow_abbrev=False, help="run the job; a second call resumes it")
     run.add_argument("manifest", type=Path, metavar="MANIFEST")
     run.add_argument("--concurrency", type=_positive_int, help="requests in flight at most")
     run.add_argument(
@@ -93,28 +95,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=None, help="seed for backoff jitter and the simulator"
     )
 
-    validate = sub.add_parser("validate", help="check the manifest and every input; send nothing")
+    validate = sub.add_parser(
+        "validate", allow_abbrev=False, help="check the manifest and every input; send nothing"
+    )
     validate.add_argument("manifest", type=Path, metavar="MANIFEST")
     validate.add_argument("--json", action="store_true")
 
-    estimate = sub.add_parser("estimate", help="tokens and USD of the pending items")
+    estimate = sub.add_parser(
+        "estimate", allow_abbrev=False, help="tokens and USD of the pending items"
+    )
     estimate.add_argument("manifest", type=Path, metavar="MANIFEST")
     estimate.add_argument("--json", action="store_true")
     estimate.add_argument(
         "--retry-failed", action="store_true", help="count failed items as pending"
     )
 
-    report = sub.add_parser("report", help="what the ledger says")
+    report = sub.add_parser("report", allow_abbrev=False, help="what the ledger says")
     report.add_argument("sources", nargs="+", type=Path, metavar="MANIFEST_OR_LEDGER")
     report.add_argument("--json", action="store_true")
     report.add_argument("--html", type=Path, metavar="FILE", help="write one self-contained page")
 
-    simulate = sub.add_parser("simulate", help="serve the built-in API simulator on loopback")
+    simulate = sub.add_parser(
+        "simulate", allow_abbrev=False, help="serve the built-in API simulator on loopback"
+    )
     from pipeline.simulator import cli as sim_cli
 
     sim_cli.add_arguments(simulate)
 
-    sub.add_parser("schema", help="print the manifest's JSON Schema")
+    sub.add_parser("schema", allow_abbrev=False, help="print the manifest's JSON Schema")
     return parser
 
 

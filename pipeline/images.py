@@ -95,27 +95,38 @@ def _has_alpha_channel(head: bytes) -> bool:
     return head.startswith(_PNG) and head[12:16] == b"IHDR" and head[25] in (4, 6)
 
 
-def converted_mask_bound(width: int, height: int) -> int:
-    """Most bytes a converted mask (8-bit RGBA PNG) can take: zlib never grows data by more
-    than about 0.05%, PNG adds a few dozen bytes per chunk."""
+def converted_mask_bound(width: int, height: int, *, thresholded: bool) -> int:
+    """Most bytes a converted mask (8-bit RGBA PNG) takes, from its size alone.
+
+    A mask that keeps its own transparency can be anything: zlib grows data by at most about
+    0.05%, PNG adds a few dozen bytes per chunk. A thresholded one is black with a 0-or-255
+    alpha: even pure noise compresses to under 8% of its raw size (measured up to 1536x1536),
+    so a quarter bounds it with room to spare, and a 1024x1024 mask need not be converted to
+    know it fits the API's 4 MB.
+    """
     raw = height * (1 + 4 * width)
-    return raw + raw // 1000 + 1024
+    return (raw // 4 if thresholded else raw + raw // 1000) + 1024
+
+
+def mask_is_thresholded(info: ImageInfo) -> bool:
+    """Whether mask_bytes makes the alpha from light and dark (no transparency of its own)."""
+    return not info.has_alpha
 
 
 def mask_bytes(path: str | Path) -> bytes:
     """The PNG to send as the mask: the file as it is when it is a PNG with an alpha channel,
     else an RGBA PNG (black, alpha from the mask's transparency, or light = edit if it has
     none). Blocking: run it in a thread from async code."""
-    image_info(path)  # refuses what is not an image, and decompression bombs, before decoding
+    info = image_info(path)  # refuses non-images and decompression bombs before decoding
     data = Path(path).read_bytes()
     if _has_alpha_channel(data[:26]):
         return data
     with _pillow_open(io.BytesIO(data)) as image:
         try:
-            if image.has_transparency_data:
-                alpha = image.convert("RGBA").getchannel("A")
-            else:
+            if mask_is_thresholded(info):
                 alpha = image.convert("L").point(_LIGHT_IS_EDIT)
+            else:
+                alpha = image.convert("RGBA").getchannel("A")
         except (OSError, SyntaxError, ValueError) as exc:
             raise BadImage(f"is a damaged image: {exc}", _REEXPORT) from None
     black = Image.new("L", alpha.size, 0)

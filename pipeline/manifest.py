@@ -98,9 +98,10 @@ def write_schema(path: Path = SCHEMA_FILE) -> None:
 
 
 def _validate(data: object, raw: bytes, shown: str):
-    """(manifest, [(index, item spec)], problems). On schema errors the manifest holds only
-    the items without errors (so their files are still checked), or is None when something
-    outside the items is wrong."""
+    """(manifest, [(index, item spec)], problems). On schema errors the manifest holds the items
+    it can still check (their ids, their files): those without errors, and those whose only
+    fault is an unknown key, checked without it, so one typo hides no other problem. It is None
+    when something outside the items is wrong."""
     try:
         spec = Manifest.model_validate(data)
         return spec, list(enumerate(spec.items)), []
@@ -109,10 +110,21 @@ def _validate(data: object, raw: bytes, shown: str):
     problems = schema_problems(errors, data, raw, shown)
     if any(len(e["loc"]) < 2 or e["loc"][0] != "items" for e in errors):
         return None, [], problems  # an error outside the items: nothing to expand
-    bad = {e["loc"][1] for e in errors}
-    good = [(i, item) for i, item in enumerate(data["items"]) if i not in bad]
-    spec = Manifest.model_validate({**data, "items": [item for _, item in good]})
-    return spec, [(i, s) for (i, _), s in zip(good, spec.items, strict=True)], problems
+    unknown: dict[int, set] = {}
+    broken = set()
+    for error in errors:
+        index = error["loc"][1]
+        if error["type"] == "extra_forbidden":
+            unknown.setdefault(index, set()).add(error["loc"][-1])
+        else:
+            broken.add(index)
+    kept = [
+        (i, {k: v for k, v in item.items() if k not in unknown[i]} if i in unknown else item)
+        for i, item in enumerate(data["items"])  # type: ignore[index]
+        if i not in broken
+    ]
+    spec = Manifest.model_validate({**data, "items": [item for _, item in kept]})
+    return spec, [(i, s) for (i, _), s in zip(kept, spec.items, strict=True)], problems
 
 
 def _endpoint(spec: Manifest, problems: list[Problem]) -> plan.Endpoint:

@@ -16,6 +16,7 @@ from pipeline.images import (
     converted_mask_bound,
     image_info,
     mask_bytes,
+    mask_is_thresholded,
     mask_sent_as_is,
 )
 from pipeline.plan import Item
@@ -95,12 +96,13 @@ def check_files(items: list[Item], base: Path) -> list[Problem]:
 
 
 def _sent_mask_size(path: Path, info: ImageInfo, base: Path) -> int | tuple[str, str]:
-    """The mask's size as sent: the file's when sent as it is; else converted, where only a
-    large mask is converted to know (the small ones cannot reach the limit)."""
+    """The mask's size as sent: the file's when sent as it is; else that of its conversion,
+    bounded from its width and height, and converted to know only when the bound is over the
+    limit (a large mask)."""
     try:
         if info.format == "png" and info.has_alpha and mask_sent_as_is(path):
             return info.bytes
-        bound = converted_mask_bound(info.width, info.height)
+        bound = converted_mask_bound(info.width, info.height, thresholded=mask_is_thresholded(info))
         return bound if bound <= MASK_LIMIT else len(mask_bytes(path))
     except (OSError, BadImage) as exc:
         return _why_unusable(exc, _shown(path, base))

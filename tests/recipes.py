@@ -27,6 +27,20 @@ KNOWN = {".md", ".sh", ".cron", ".service", ".timer", ".yaml", ".example", "Cont
 VALUE_OPTIONS = {"-u", "--user", "-g", "--group", "-o", "--owner", "-t", "--tag"}
 SHELL_VAR = re.compile(r"\$\{(\w+)(?::?[-=?+][^}]*)?\}|\$([A-Za-z_]\w*)")
 K8S_VAR = re.compile(r"\$\((\w+)\)")
+
+
+def exact_parser() -> argparse.ArgumentParser:
+    """The real parser, without argparse's prefix matching: a recipe that says `--progress`
+    must break when the option is renamed `--progress-style`, not match it as an abbreviation."""
+    parser = build_parser()
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.allow_abbrev = False
+    return parser
+
+
 SUBCOMMANDS = set(
     next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
 )
@@ -103,7 +117,7 @@ def container_argv(container: dict, index: int = 0) -> list[str] | None:
     if not _is_editbatch(argv[0]):
         return None
     values = {"JOB_COMPLETION_INDEX": str(index)}
-    return [K8S_VAR.sub(lambda m: values[m.group(1)], str(arg)) for arg in argv[1:]]
+    return [K8S_VAR.sub(lambda m: values.get(m.group(1), m.group(0)), str(arg)) for arg in argv[1:]]
 
 
 def instructions(containerfile: str) -> list[tuple[str, str]]:
@@ -140,7 +154,7 @@ def parse_problem(argv: list[str]) -> str | None:
     err = io.StringIO()
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
         try:
-            args = build_parser().parse_args(argv)
+            args = exact_parser().parse_args(argv)
         except SystemExit as exc:
             return None if exc.code == 0 else err.getvalue().strip()
     if getattr(args, "shard", None):
@@ -174,7 +188,7 @@ def job_spec(doc: dict) -> dict:
 def the_container(doc: dict) -> tuple[dict, dict, argparse.Namespace]:
     pod = job_spec(doc)["template"]["spec"]
     (container,) = pod["containers"]
-    return pod, container, build_parser().parse_args(container_argv(container))
+    return pod, container, exact_parser().parse_args(container_argv(container))
 
 
 def policy_action(rules: list[dict], exit_code: int, *, disrupted: bool) -> str:

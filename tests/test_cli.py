@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from helpers import make_image, read_ledger_lines, simple_job, write_manifest
+
 from pipeline.cli import main
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "manifests"

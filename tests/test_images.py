@@ -14,6 +14,7 @@ from pipeline.images import (
     converted_mask_bound,
     image_info,
     mask_bytes,
+    mask_is_thresholded,
     mask_sent_as_is,
     sniff_format,
 )
@@ -178,8 +179,19 @@ def test_a_mask_with_transparency_but_no_alpha_channel_keeps_its_transparency(tm
     assert alpha_of(mask_bytes(write(tmp_path, "mask.webp", webp))) == [0, 0]
 
 
-def test_the_converted_mask_bound_holds_for_noise(tmp_path):
+def test_converted_mask_bounds_hold_for_noise(tmp_path):
     for side in (16, 100, 300):
         noise = Image.frombytes("L", (side, side), os.urandom(side * side))
-        data = mask_bytes(write(tmp_path, f"noise{side}.png", encoded(noise, "PNG")))
-        assert len(data) <= converted_mask_bound(side, side)
+        path = write(tmp_path, f"noise{side}.png", encoded(noise, "PNG"))
+        assert mask_is_thresholded(image_info(path))
+        assert len(mask_bytes(path)) <= converted_mask_bound(side, side, thresholded=True)
+        see_through = noise.convert("RGBA")
+        see_through.putalpha(noise)
+        path = write(tmp_path, f"noise{side}.webp", encoded(see_through, "WEBP", lossless=True))
+        assert not mask_is_thresholded(image_info(path))
+        assert len(mask_bytes(path)) <= converted_mask_bound(side, side, thresholded=False)
+
+
+def test_a_thresholded_1024_mask_fits_by_its_size_alone():
+    assert converted_mask_bound(1024, 1024, thresholded=True) < 4 * 2**20
+    assert converted_mask_bound(1024, 1024, thresholded=False) > 4 * 2**20

@@ -50,6 +50,7 @@ def test_the_command_finder_reads_through_sudo_paths_images_and_continuations():
 def test_a_renamed_option_is_caught_by_the_parser():
     assert parse_problem(["run", "job.yaml", "--shard", "0/3"]) is None
     assert "--shards" in parse_problem(["run", "job.yaml", "--shards", "0/3"])
+    assert "--progres" in parse_problem(["run", "job.yaml", "--progres", "plain"])
     assert "--shard" in parse_problem(["run", "job.yaml", "--shard", "3/3"])
 
 

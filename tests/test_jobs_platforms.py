@@ -17,6 +17,7 @@ from recipes import (
     K8S_VAR,
     commands_in,
     container_argv,
+    exact_parser,
     job_spec,
     k8s,
     policy_action,
@@ -25,7 +26,6 @@ from recipes import (
     unit_sections,
 )
 
-from pipeline.cli import build_parser
 from pipeline.shards import Shard
 
 SERVICE = JOBS / "systemd" / "editbatch@.service"
@@ -93,7 +93,7 @@ def test_indexed_job_runs_one_shard_per_completion_index():
     assert spec["completions"] == spec["parallelism"] == count
     summaries = set()
     for index in range(count):
-        shard_args = build_parser().parse_args(container_argv(container, index))
+        shard_args = exact_parser().parse_args(container_argv(container, index))
         assert Shard.parse(shard_args.shard) == Shard(index, count)
         summaries.add(shard_args.summary_file)
     assert len(summaries) == count  # no two shards write one summary file
@@ -163,7 +163,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
 def test_systemd_service_drains_on_stop_and_counts_a_budget_stop_as_success():
     service = unit_sections(SERVICE.read_text())["Service"]
     (exec_start,) = commands_in(SERVICE)
-    args = build_parser().parse_args(exec_start)
+    args = exact_parser().parse_args(exec_start)
     assert service["Type"] == ["oneshot"]
     assert service["KillSignal"] == ["SIGTERM"]
     assert span_seconds(service["TimeoutStopSec"][0]) > args.grace

@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_ruff_check_is_clean():
-    folders = [name for name in ("pipeline", "tests", "bench", "examples") if (ROOT / name).is_dir()]
+    folders = [
+        name for name in ("pipeline", "tests", "bench", "examples") if (ROOT / name).is_dir()
+    ]
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "check", *folders],
         cwd=ROOT,

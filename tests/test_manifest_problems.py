@@ -50,18 +50,20 @@ def test_all_problems_come_at_once_in_file_then_item_order(job):
         "  - id: a\n"
         "    image: missing.png\n"
         "    prompt: p\n"
-        "  - image: b.png\n"
+        "  - image: gone.png\n"
         "    prompt: p\n"
-        "    qualty: high\n"  # line 11
+        "    qualty: high\n"  # line 11: a typo hides nothing else of the item
         "  - id: ../x\n"
         "    image: b.png\n"
         "    prompt: p\n"
     )
     assert problems(path) == [
-        "job.yaml:11:5: items[2] (b).qualty: is not a known key; did you mean quality?",
+        "job.yaml:11:5: items[2] (gone).qualty: is not a known key; did you mean quality?",
         "items[1] (a): the id 'a' is also the id of items[0]; ids must be unique: set a "
         "different id: on one of them",
         "items[1] (a).image: no such file: missing.png; check the path; a relative path "
+        "starts at the manifest's folder",
+        "items[2] (gone).image: no such file: gone.png; check the path; a relative path "
         "starts at the manifest's folder",
         "items[3]: id '../x' would write outside the output folder; use a plain name (letters, "
         "digits, - and _), or set id: on the item",

@@ -8,8 +8,8 @@ import os
 import sys
 
 import pytest
-
 from helpers import read_ledger_lines, simple_job
+
 from pipeline.manifest import load_plan
 from pipeline.report import load_sources, summarize
 from pipeline.runner import RunOptions, run
@@ -68,9 +68,7 @@ async def test_three_shard_processes_in_parallel_finish_every_item_exactly_once(
 ):
     manifest = simple_job(tmp_path, 24, limits={"concurrency": 2})
     async with sim_factory(SimConfig(latency_s=0.05)) as sim:
-        results = await asyncio.gather(
-            *(_shard_process(manifest, sim, f"{k}/3") for k in range(3))
-        )
+        results = await asyncio.gather(*(_shard_process(manifest, sim, f"{k}/3") for k in range(3)))
         stats = await sim.stats()
     for code, _, err in results:
         assert code == 0, err.decode()

@@ -1,0 +1,138 @@
+"""One measured client in a fresh process: `python -m bench.worker KIND SPEC_JSON` runs editbatch,
+the DIY baseline, the raw loop, or a manifest's planning alone, and prints one JSON line: what
+it did, its wall time, its own CPU seconds (threads included) and its peak RSS.
+`launch` is the parent's side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerFailed(RuntimeError):
+    """A client process ended without its figures."""
+
+
+def launch(kind: str, spec_path: Path, timeout_s: float = 900) -> dict:
+    """Run one client process to its end and return its figures."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.worker", kind, str(spec_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise WorkerFailed(
+            f"bench worker {kind} ({spec_path}) exited {done.returncode}: "
+            f"{done.stderr.strip()[-2000:]}"
+        )
+    return json.loads(lines[-1])
+
+
+async def _editbatch(spec: dict) -> dict:
+    from pipeline.manifest import load_plan
+    from pipeline.runner import RunOptions, run
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    plan = load_plan(spec["manifest"])
+    plan_cpu, plan_wall = time.process_time() - cpu, time.perf_counter() - wall
+    options = RunOptions(base_url=spec["base_url"], api_key=spec["api_key"], seed=spec["seed"])
+    summary = await run(plan, options)
+    stats = summary.stats
+    return {
+        "done": stats.done,
+        "failed": stats.failed,
+        "requests": stats.requests,
+        "by_status": dict(stats.by_status),
+        "retries": dict(stats.retries),
+        "exit_code": summary.exit_code,
+        "messages": summary.messages,
+        "plan_cpu_s": plan_cpu,
+        "plan_wall_s": plan_wall,
+        "run_wall_s": summary.duration_s,
+    }
+
+
+async def _diy(spec: dict) -> dict:
+    from bench.diy import diy
+
+    return await diy(spec, spec["base_url"], spec["api_key"])
+
+
+async def _raw(spec: dict) -> dict:
+    from bench.rawloop import raw_loop
+
+    return await raw_loop(spec, spec["base_url"], spec["api_key"])
+
+
+async def _plan(spec: dict) -> dict:
+    from pipeline.manifest import load_plan
+
+    plan = load_plan(spec["manifest"])
+    return {"items": len(plan.items)}
+
+
+async def _plan_floor(spec: dict) -> dict:
+    """The least any planner must do: parse the YAML with libyaml (or list the glob's folder)
+    and stat every input."""
+    import glob
+    import os
+
+    import yaml
+
+    manifest = Path(spec["manifest"])
+    data = yaml.load(manifest.read_bytes(), Loader=yaml.CSafeLoader)
+    paths = []
+    for entry in data["items"]:
+        if "glob" in entry:
+            paths += sorted(glob.glob(str(manifest.parent / entry["glob"])))
+        else:
+            paths.append(str(manifest.parent / entry["image"]))
+    for path in paths:
+        os.stat(path)
+    return {"items": len(paths)}
+
+
+KINDS = {
+    "editbatch": _editbatch,
+    "diy": _diy,
+    "raw": _raw,
+    "plan": _plan,
+    "plan-floor": _plan_floor,
+}
+# Imported before the clocks start: a client's figures are its work, not its imports.
+IMPORTS = {
+    "editbatch": ("pipeline.manifest", "pipeline.runner"),
+    "diy": ("bench.diy",),
+    "raw": ("bench.rawloop",),
+    "plan": ("pipeline.manifest",),
+    "plan-floor": ("yaml",),
+}
+
+
+def main(kind: str, spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    for module in IMPORTS[kind]:
+        importlib.import_module(module)
+    cpu, wall = time.process_time(), time.perf_counter()
+    figures = asyncio.run(KINDS[kind](spec))
+    figures["wall_s"] = time.perf_counter() - wall
+    figures["cpu_s"] = time.process_time() - cpu
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(figures), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
