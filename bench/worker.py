@@ -126,11 +126,14 @@ def main(kind: str, spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     for module in IMPORTS[kind]:
         importlib.import_module(module)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     cpu, wall = time.process_time(), time.perf_counter()
     figures = asyncio.run(KINDS[kind](spec))
     figures["wall_s"] = time.perf_counter() - wall
     figures["cpu_s"] = time.process_time() - cpu
-    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    figures["user_s"], figures["sys_s"] = usage.ru_utime - before.ru_utime, usage.ru_stime - before.ru_stime
+    figures["peak_rss_mb"] = usage.ru_maxrss / 1024
     print(json.dumps(figures), flush=True)
 
 
