@@ -19,6 +19,7 @@ import aiohttp
 from PIL import Image
 
 from pipeline.errors import AttemptError, RetryableError
+from pipeline.images import sniff_format
 from pipeline.plan import ParamValue
 from pipeline.retry import classify, fix_hint, one_line, parse_retry_after, read_error
 
@@ -63,17 +64,6 @@ class EditResponse:
     body_size: int
     latency_s: float
     headers: Mapping[str, str] = field(default_factory=dict)  # x-ratelimit-*, retry-after*
-
-
-def sniff_image(data: bytes) -> str | None:
-    """png, jpeg or webp by the magic bytes, else None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 def form_value(value: ParamValue) -> str:
@@ -148,7 +138,7 @@ def verify_images(images: list[bytes]) -> str:
     """Check each image really decodes (blocking: run in a thread); the first one's format."""
     kinds = []
     for index, data in enumerate(images):
-        kind = sniff_image(data)
+        kind = sniff_format(data)
         if kind is None:
             raise _unusable(f"image {index} is not PNG, JPEG or WEBP (starts {data[:8]!r})")
         try:

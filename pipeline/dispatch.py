@@ -16,7 +16,7 @@ import aiohttp
 
 from pipeline.budget import BudgetGuard
 from pipeline.client import EditResponse, EditsClient
-from pipeline.cost import Price, cost_of_usage, counts_from_usage
+from pipeline.cost import Price, cost_of_usage
 from pipeline.errors import (
     AttemptError,
     FatalError,
@@ -28,7 +28,8 @@ from pipeline.ledger import LedgerWriter
 from pipeline.limits import RETRY_BUDGET_MESSAGE, RateGate, RetryBudget, littles_law_warning
 from pipeline.plan import Item, Plan
 from pipeline.prepare import Prepared, Preparer, write_outputs
-from pipeline.retry import cause_of, retrying
+from pipeline.record import Recorder
+from pipeline.retry import retrying
 from pipeline.summary import RunStats
 
 
@@ -78,6 +79,7 @@ class Dispatcher:
         # show on a normal day (retries stop only while over a third of attempts fail).
         self.retry_budget = RetryBudget(max_tokens=20, token_ratio=0.5)
         self.preparer = Preparer(plan, prices)
+        self.recorder = Recorder(writer, stats, changed)
         self.stop_reasons: list[str] = []
         self.messages: list[str] = []
         self._stopping = asyncio.Event()
@@ -162,9 +164,8 @@ class Dispatcher:
         try:
             prepared = await self.preparer.prepare(item)
         except (OSError, ValueError) as exc:
-            await self._record_failed(
-                item, None, "permanent", None, f"cannot read the input: {exc}", 0
-            )
+            message = f"cannot read the input: {exc}"
+            await self.recorder.failed(item.id, None, "permanent", None, message, 0)
             return
         used = self._attempts_used.pop(item.id, 0)  # by an earlier, deferred round
         attempts = retrying(
@@ -186,16 +187,18 @@ class Dispatcher:
         except FatalError as exc:
             self._stop("fatal")
             self.messages.append(f"aborted: {exc}")
-            await self._record_failed(item, prepared.key, "fatal", exc, str(exc), number)
+            await self.recorder.failed(item.id, prepared.key, "fatal", exc, str(exc), number)
             return
         except PermanentError as exc:
-            await self._record_failed(item, prepared.key, "permanent", exc, str(exc), number)
+            await self.recorder.failed(item.id, prepared.key, "permanent", exc, str(exc), number)
             return
         except RetryableError as exc:
             if number < self.plan.limits.max_attempts:
                 self._defer(item, prepared, exc, number)
             else:
-                await self._record_failed(item, prepared.key, "exhausted", exc, str(exc), number)
+                await self.recorder.failed(
+                    item.id, prepared.key, "exhausted", exc, str(exc), number
+                )
             return
         task = asyncio.create_task(self._succeeded(prepared, response, latency, number))
         self._finalizers.add(task)
@@ -207,7 +210,7 @@ class Dispatcher:
         the fresh ones (or for the next run: it stays pending, never marked failed)."""
         self._attempts_used[item.id] = number
         self.deferred.append(item)
-        self._record_attempt(item, prepared, exc, number, retry_in_s=None)
+        self.recorder.attempt_failed(prepared, exc, number, None)
 
     async def _attempt(self, prepared: Prepared) -> tuple[EditResponse, float]:
         await self._wait_turn()
@@ -289,34 +292,7 @@ class Dispatcher:
         """tenacity's before_sleep: the attempt failed and another comes after the wait."""
         exc = retry_state.outcome.exception()
         number = used + retry_state.attempt_number
-        self._record_attempt(item, prepared, exc, number, retry_in_s=retry_state.upcoming_sleep)
-
-    def _record_attempt(
-        self,
-        item: Item,
-        prepared: Prepared,
-        exc: AttemptError,
-        number: int,
-        *,
-        retry_in_s: float | None,
-    ) -> None:
-        cause = cause_of(exc)
-        self.stats.retries[cause] = self.stats.retries.get(cause, 0) + 1
-        self.writer.write(
-            "attempt_failed",
-            item=item.id,
-            key=prepared.key,
-            attempt=number,
-            http_status=exc.http_status,
-            transport=exc.transport,
-            cause=cause,
-            type=exc.type,
-            code=exc.code,
-            message=exc.message,
-            request_id=exc.request_id,
-            retry_in_s=None if retry_in_s is None else round(retry_in_s, 3),
-        )
-        self._changed()
+        self.recorder.attempt_failed(prepared, exc, number, retry_state.upcoming_sleep)
 
     async def _succeeded(
         self, prepared: Prepared, response: EditResponse, latency: float, attempt: int
@@ -325,9 +301,8 @@ class Dispatcher:
         try:
             outputs = await write_outputs(self.plan, item, response.images)
         except ValueError as exc:  # the output name leaves the folder (a symlink, say)
-            await self._record_failed(
-                item, prepared.key, "permanent", None, f"cannot write the output: {exc}", attempt
-            )
+            message = f"cannot write the output: {exc}"
+            await self.recorder.failed(item.id, prepared.key, "permanent", None, message, attempt)
             return
         except OSError as exc:  # disk full, permissions: every item would fail the same way
             message = (
@@ -336,63 +311,35 @@ class Dispatcher:
             )
             self._stop("fatal")
             self.messages.append(f"aborted: {message}")
-            await self._record_failed(item, prepared.key, "fatal", None, message, attempt)
+            await self.recorder.failed(item.id, prepared.key, "fatal", None, message, attempt)
             return
         cost, estimated = self._cost(prepared, response)
-        fields: dict[str, Any] = {
-            "item": item.id,
-            "key": prepared.key,
-            "attempt": attempt,
-            "model": item.model,
-            "params": dict(item.params),
-            "latency_s": round(latency, 3),
-            "request_id": response.request_id,
-            "usage": response.usage,
-            "cost_usd": None if cost is None else round(cost, 8),
-            "outputs": outputs,
-            "inputs": prepared.inputs,
-        }
-        if estimated:
-            fields["cost_estimated"] = True
-        await self.writer.awrite("succeeded", **fields)
-        stats = self.stats
-        stats.succeeded += 1
-        stats.pending -= 1
-        stats.cost_usd += cost or 0.0
-        counts = counts_from_usage(response.usage) if response.usage else prepared.expected_counts
-        stats.add_tokens(counts)
-        self._latencies.append(latency)
-        self._check_littles_law()
-        self._changed()
+        await self.recorder.succeeded(
+            prepared,
+            response,
+            outputs,
+            attempt=attempt,
+            latency_s=latency,
+            cost_usd=cost,
+            estimated=estimated,
+        )
+        self._check_littles_law(latency)
 
-    def _check_littles_law(self) -> None:
-        if self._littles_checked or self.rpm <= 0 or len(self._latencies) < 5:
+    def _check_littles_law(self, latency: float) -> None:
+        """Once, after the first few successes: can `concurrency` reach the rate at the
+        latency seen? (Little's law: in flight = rate x latency.)"""
+        if self._littles_checked:
+            return
+        self._latencies.append(latency)
+        if len(self._latencies) < 5:
             return
         self._littles_checked = True
-        latency = sorted(self._latencies)[len(self._latencies) // 2]
-        warning = littles_law_warning(self.concurrency, self.rpm / 60.0, latency)
-        if warning:
-            self._warn(warning)
-
-    async def _record_failed(
-        self,
-        item: Item,
-        key: str | None,
-        cls: str,
-        exc: AttemptError | None,
-        message: str,
-        attempts: int,
-    ) -> None:
-        error = {"class": cls, "http_status": None, "type": None, "code": None, "message": message}
-        if exc is not None:
-            error.update(exc.describe())
-            error["message"] = message
-        await self.writer.awrite("failed", item=item.id, key=key, attempts=attempts, error=error)
-        if cls != "fatal":
-            self.stats.failed += 1
-            self.stats.pending -= 1
-            self.stats.errors[message] = self.stats.errors.get(message, 0) + 1
-        self._changed()
+        rate = self.rpm / 60.0 if self.rpm > 0 else self.gate.rate_per_s
+        if rate:
+            median = sorted(self._latencies)[len(self._latencies) // 2]
+            warning = littles_law_warning(self.concurrency, rate, median)
+            if warning:
+                self._warn(warning)
 
 
 def _status_label(exc: AttemptError) -> str:

@@ -182,9 +182,15 @@ class _Run:
         if self.shard is not None:
             extra["shard"] = str(self.shard)
             ledger_path = self.shard.ledger_path(self.plan.ledger)
-        writer = await asyncio.to_thread(
-            LedgerWriter.open, ledger_path, run_id=self.run_id, extra_fields=extra
-        )
+        try:
+            writer = await asyncio.to_thread(
+                LedgerWriter.open, ledger_path, run_id=self.run_id, extra_fields=extra
+            )
+        except OSError as exc:
+            raise UsageError(
+                f"cannot open the ledger {ledger_path}: {exc.strerror or exc}; fix `ledger:` "
+                "(or output.dir) in the manifest, or the path on disk"
+            ) from None
         try:
             return await self._execute_locked(items, writer, ledger_path)
         finally:
@@ -311,5 +317,11 @@ class _Run:
 
 
 def _prepare_out_dir(out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the output folder {out_dir}: {exc.strerror or exc}; "
+            "fix output.dir in the manifest or the path on disk"
+        ) from None
     remove_stale_temps(out_dir)

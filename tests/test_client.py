@@ -14,8 +14,9 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from pipeline.client import EditRequest, EditsClient, build_form, form_value, sniff_image
+from pipeline.client import EditRequest, EditsClient, build_form, form_value
 from pipeline.errors import FatalError, PermanentError, RateLimited, RetryableError
+from pipeline.images import sniff_format
 from pipeline.retry import cause_of
 
 KEY = "sk-test-SECRET-0123456789"
@@ -465,7 +466,7 @@ def test_form_values_are_written_as_the_api_reads_them():
     ("data", "kind"), [(PNG, "png"), (JPEG, "jpeg"), (WEBP, "webp"), (b"GIF89a", None)]
 )
 def test_sniff_image_knows_the_three_formats_by_their_bytes(data, kind):
-    assert sniff_image(data) == kind
+    assert sniff_format(data) == kind
 
 
 @pytest.mark.parametrize(

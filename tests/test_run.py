@@ -7,6 +7,7 @@ import itertools
 import pytest
 from helpers import make_image, read_ledger_lines, simple_job, write_manifest
 
+from pipeline.errors import UsageError
 from pipeline.manifest import load_plan
 from pipeline.runner import RunOptions, run
 from pipeline.simulator import SimConfig
@@ -297,3 +298,48 @@ async def test_retries_held_back_by_the_retry_budget_leave_items_pending_not_fai
     assert {rec["item"] for rec in lines if rec["event"] == "succeeded"} == {
         f"i{i}" for i in range(16)
     }
+
+
+async def test_an_input_gone_after_validation_fails_its_item_with_the_reason(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 3)
+    plan = load_plan(manifest)
+    (tmp_path / "images" / "img001.png").unlink()
+    async with sim_factory() as sim:
+        summary = await run(plan, options(sim))
+        stats = await sim.stats()
+    assert summary.exit_code == 1 and summary.stats.succeeded == 2
+    assert stats["requests"] == 2
+    failed = next(rec for rec in read_ledger_lines(plan.ledger) if rec["event"] == "failed")
+    assert failed["item"] == "sku-001" and "cannot read the input" in failed["error"]["message"]
+
+
+async def test_an_output_folder_that_cannot_be_made_is_a_usage_error(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 2, output={"dir": "out"}, ledger="state/ledger.jsonl")
+    plan = load_plan(manifest)
+    (tmp_path / "out").write_text("a file where the output folder should be")
+    async with sim_factory() as sim:
+        with pytest.raises(UsageError, match="output folder"):
+            await run(plan, options(sim))
+        assert (await sim.stats())["requests"] == 0
+
+
+async def test_a_ledger_that_cannot_be_opened_is_a_usage_error(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 1, output={"dir": "out"})
+    plan = load_plan(manifest)
+    (tmp_path / "out").write_text("a file where the output folder should be")
+    async with sim_factory() as sim:
+        with pytest.raises(UsageError, match="ledger"):
+            await run(plan, options(sim))
+
+
+async def test_an_output_that_cannot_be_written_aborts_with_exit_4(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 4, output={"dir": "out", "name": "{id}/edit"})
+    plan = load_plan(manifest)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "sku-002").write_text("a file where a folder should be")
+    async with sim_factory() as sim:
+        summary = await run(plan, options(sim, concurrency=1))
+    assert summary.exit_code == 4
+    assert any("cannot write outputs" in m for m in summary.messages)
+    failed = next(rec for rec in read_ledger_lines(plan.ledger) if rec["event"] == "failed")
+    assert failed["item"] == "sku-002" and failed["error"]["class"] == "fatal"

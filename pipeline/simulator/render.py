@@ -46,17 +46,6 @@ TINT = 0.4  # how far the restyle moves each pixel towards the prompt colour
 PNG_LEVEL = 1  # fast deflate: the simulator must never be a benchmark's bottleneck
 
 
-def image_kind(data: bytes) -> str | None:
-    """ "png", "jpeg" or "webp" judged by the file's first bytes, else None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
 def prompt_colour(prompt: str) -> tuple[int, int, int]:
     """The first colour word of the prompt, else a saturated colour hashed from the prompt."""
     for word in re.findall(r"[a-z]+", prompt.lower()):

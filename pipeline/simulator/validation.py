@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from pipeline import tokens
+from pipeline.images import sniff_format
 from pipeline.simulator.form import FILE_FIELDS, Form, Upload
-from pipeline.simulator.render import image_kind
 from pipeline.simulator.replies import InvalidRequest
 
 MAX_PROMPT = 32_000
@@ -224,7 +224,7 @@ def _header(data: bytes, what: str, param: str) -> tuple[tuple[int, int], bool]:
         param=param,
         code="invalid_image_format",
     )
-    if image_kind(data) is None:
+    if sniff_format(data) is None:
         raise bad
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -252,7 +252,7 @@ def _check_mask(upload: Upload, image_dims: tuple[int, int]) -> None:
             param="mask",
             code="image_too_large",
         )
-    if image_kind(upload.data) != "png":
+    if sniff_format(upload.data) != "png":
         raise InvalidRequest(
             "Invalid mask: it must be a PNG with an alpha channel.",
             param="mask",
