@@ -21,8 +21,9 @@ VARIANTS = {
 def _job(kind: str, n: int, concurrency: int) -> Job:
     params = {"model": "gpt-image-1", "quality": "low", "size": "1024x1024"}
     mask = opaque_mask(kind) if kind == "photo" else None
-    return Job(f"cpu-{kind}", input_images(kind, 8, n), mask=mask, params=params,
-               concurrency=concurrency)  # fmt: skip
+    return Job(
+        f"cpu-{kind}", input_images(kind, 8, n), mask=mask, params=params, concurrency=concurrency
+    )
 
 
 def cpu_per_item(
@@ -42,7 +43,9 @@ def cpu_per_item(
             runs: dict[str, list[dict]] = {"raw": [], "editbatch": []}
             for number in range(repeats):
                 for client in runs:
-                    runs[client].append(client_run(client, job, sim, f"s4-{kind}-{client}-{number}"))
+                    runs[client].append(
+                        client_run(client, job, sim, f"s4-{kind}-{client}-{number}")
+                    )
             raw = min(runs["raw"], key=lambda fig: fig["cpu_s"])
             eb = min(runs["editbatch"], key=lambda fig: fig["cpu_s"])
             per_item, floor = 1000 * eb["cpu_s"] / n, 1000 * raw["cpu_s"] / n

@@ -20,18 +20,19 @@ async def diy(spec: dict, base_url: str, api_key: str) -> dict:
     out_dir = Path(spec["out_dir"])
     params = spec["params"]
 
+    # Written the way users write it, blocking opens and writes included (ruff's ASYNC230).
     async def edit(item_id: str, image_path: str) -> None:
         async with semaphore:
-            with open(image_path, "rb") as image:
+            with open(image_path, "rb") as image:  # noqa: ASYNC230
                 if spec["mask"] is None:
                     result = await client.images.edit(image=image, prompt=spec["prompt"], **params)
                 else:
-                    with open(spec["mask"], "rb") as mask:
+                    with open(spec["mask"], "rb") as mask:  # noqa: ASYNC230
                         result = await client.images.edit(
                             image=image, mask=mask, prompt=spec["prompt"], **params
                         )
             data = base64.b64decode(result.data[0].b64_json)
-            with open(out_dir / f"{item_id}.png", "wb") as out:
+            with open(out_dir / f"{item_id}.png", "wb") as out:  # noqa: ASYNC230
                 out.write(data)
 
     async with client:

@@ -86,7 +86,8 @@ def text_table(results: list[Result]) -> str:
     widths = [max(len(cells[i]) for cells in rows) for i in range(len(COLUMNS))]
     lines = []
     for number, cells in enumerate(rows):
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
+        padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        lines.append("  ".join(padded).rstrip())
         if number == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)

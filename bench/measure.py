@@ -10,7 +10,16 @@ import time
 
 from bench.simproc import SimProcess
 from bench.worker import launch
-from bench.workload import KEY, Job, dump, outputs_in, run_dir, write_item_list, write_manifest
+from bench.workload import (
+    KEY,
+    Job,
+    dump,
+    largest_output,
+    outputs_in,
+    run_dir,
+    write_item_list,
+    write_manifest,
+)
 
 
 def concurrency_for(rate_per_s: float, slowest_s: float, headroom: float = 1.5) -> int:
@@ -38,6 +47,7 @@ def client_run(kind: str, job: Job, sim: SimProcess, label: str, *, seed: int = 
     stats = sim.stats()
     requests = stats["requests"]
     figures["outputs"] = outputs_in(folder)
+    figures["largest_output_bytes"] = largest_output(folder)
     figures["sim"] = {
         "requests": requests,
         "by_status": stats["by_status"],

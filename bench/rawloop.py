@@ -53,13 +53,13 @@ async def raw_loop(spec: dict, base_url: str, api_key: str) -> dict:
     url = base_url.rstrip("/") + "/images/edits"
     auth = {"Authorization": f"Bearer {api_key}"}
     out_dir = Path(spec["out_dir"])
-    mask = Path(spec["mask"]).read_bytes() if spec["mask"] else None
+    mask = await asyncio.to_thread(Path(spec["mask"]).read_bytes) if spec["mask"] else None
     pending = iter(spec["items"])
     statuses: Counter[str] = Counter()
     pacer = Pacer(spec["rpm"])
 
     async def send(session: aiohttp.ClientSession, item_id: str, image_path: str) -> None:
-        data = Path(image_path).read_bytes()
+        data = await asyncio.to_thread(Path(image_path).read_bytes)
         form = aiohttp.FormData(default_to_multipart=True)
         form.add_field("model", spec["params"]["model"])
         form.add_field("prompt", spec["prompt"])

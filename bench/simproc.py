@@ -8,31 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
+from bench.procstat import process_cpu_s, process_peak_rss_mb
+
 ROOT = Path(__file__).resolve().parent.parent
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process, from /proc/<pid>/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    # fields[0] is the state (stat field 3): utime and stime are stat fields 14 and 15
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def process_peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set (VmHWM) in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class SimProcess:

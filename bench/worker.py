@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.procstat import process_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,14 +81,14 @@ async def _raw(spec: dict) -> dict:
     return await raw_loop(spec, spec["base_url"], spec["api_key"])
 
 
-async def _plan(spec: dict) -> dict:
+def _plan(spec: dict) -> dict:
     from pipeline.manifest import load_plan
 
     plan = load_plan(spec["manifest"])
     return {"items": len(plan.items)}
 
 
-async def _plan_floor(spec: dict) -> dict:
+def _plan_floor(spec: dict) -> dict:
     """The least any planner must do: parse the YAML with libyaml (or list the glob's folder)
     and stat every input."""
     import glob
@@ -105,12 +109,23 @@ async def _plan_floor(spec: dict) -> dict:
     return {"items": len(paths)}
 
 
+def _cli(spec: dict) -> dict:
+    """The `editbatch` command itself (it runs its own event loop)."""
+    import os
+
+    from pipeline.cli import main as editbatch
+
+    os.environ.update(spec.get("env", {}))
+    return {"exit_code": editbatch(spec["argv"])}
+
+
 KINDS = {
     "editbatch": _editbatch,
     "diy": _diy,
     "raw": _raw,
     "plan": _plan,
     "plan-floor": _plan_floor,
+    "cli": _cli,
 }
 # Imported before the clocks start: a client's figures are its work, not its imports.
 IMPORTS = {
@@ -119,6 +134,7 @@ IMPORTS = {
     "raw": ("bench.rawloop",),
     "plan": ("pipeline.manifest",),
     "plan-floor": ("yaml",),
+    "cli": ("pipeline.cli",),
 }
 
 
@@ -128,12 +144,16 @@ def main(kind: str, spec_path: str) -> None:
         importlib.import_module(module)
     before = resource.getrusage(resource.RUSAGE_SELF)
     cpu, wall = time.process_time(), time.perf_counter()
-    figures = asyncio.run(KINDS[kind](spec))
+    work = KINDS[kind]
+    figures = asyncio.run(work(spec)) if inspect.iscoroutinefunction(work) else work(spec)
     figures["wall_s"] = time.perf_counter() - wall
     figures["cpu_s"] = time.process_time() - cpu
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    figures["user_s"], figures["sys_s"] = usage.ru_utime - before.ru_utime, usage.ru_stime - before.ru_stime
-    figures["peak_rss_mb"] = usage.ru_maxrss / 1024
+    figures["user_s"], figures["sys_s"] = (
+        usage.ru_utime - before.ru_utime,
+        usage.ru_stime - before.ru_stime,
+    )
+    figures["peak_rss_mb"] = process_peak_rss_mb(os.getpid())
     print(json.dumps(figures), flush=True)
 
 

@@ -145,6 +145,12 @@ def outputs_in(folder: Path) -> int:
     return sum(1 for p in out.iterdir() if p.suffix == ".png") if out.exists() else 0
 
 
+def largest_output(folder: Path) -> int:
+    """The size in bytes of the largest output image a client left in its run folder."""
+    out = folder / "out"
+    return max((p.stat().st_size for p in out.glob("*.png")), default=0)
+
+
 def dump(spec: dict, folder: Path) -> Path:
     path = folder / "spec.json"
     path.write_text(json.dumps(spec))

@@ -167,16 +167,29 @@ class Dispatcher:
             message = f"cannot read the input: {exc}"
             await self.recorder.failed(item.id, None, "permanent", None, message, 0)
             return
+        try:
+            await self._send(prepared)
+        finally:
+            # tenacity's retrying object and its call state refer to each other: a cycle only
+            # the garbage collector frees, holding this item's bytes through the closure and
+            # the last attempt's traceback. Let go of them now, so memory stays bounded by
+            # concurrency rather than by the collector's schedule.
+            del prepared
+
+    async def _send(self, prepared: Prepared) -> None:
+        item = prepared.item
         used = self._attempts_used.pop(item.id, 0)  # by an earlier, deferred round
+        box = [prepared]  # what the retry callback sees; emptied when the item is done
         attempts = retrying(
             max_attempts=self.plan.limits.max_attempts - used,
             sleep=self._sleep,
             rng=self.rng,
             base=self.backoff_base_s,
-            before_sleep=lambda state: self._attempt_failed(item, prepared, state, used),
+            before_sleep=lambda state: self._attempt_failed(box[0], state, used),
             should_retry=self.retry_budget.allow_retry,
         )
         number = used
+        attempt = None
         try:
             async for attempt in attempts:
                 with attempt:
@@ -200,6 +213,10 @@ class Dispatcher:
                     item.id, prepared.key, "exhausted", exc, str(exc), number
                 )
             return
+        finally:
+            box.clear()
+            if attempt is not None:
+                attempt.retry_state.outcome = None  # the traceback holds this frame's locals
         task = asyncio.create_task(self._succeeded(prepared, response, latency, number))
         self._finalizers.add(task)
         task.add_done_callback(self._finalizers.discard)
@@ -288,7 +305,7 @@ class Dispatcher:
             return None, False
         return cost_of_usage(response.usage, price), False
 
-    def _attempt_failed(self, item: Item, prepared: Prepared, retry_state, used: int) -> None:
+    def _attempt_failed(self, prepared: Prepared, retry_state, used: int) -> None:
         """tenacity's before_sleep: the attempt failed and another comes after the wait."""
         exc = retry_state.outcome.exception()
         number = used + retry_state.attempt_number

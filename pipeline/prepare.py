@@ -28,7 +28,7 @@ from pipeline.plan import Item, Plan
 _MASK_CACHE_SIZE = 64
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)  # weakref: the memory-bound test
 class Prepared:
     item: Item
     key: str
