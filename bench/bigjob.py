@@ -13,7 +13,7 @@ from bench import bigledger
 from bench.figures import Result, at_most, ratio
 from bench.simproc import SimProcess
 from bench.worker import launch
-from bench.workload import KEY, WORK, dump
+from bench.workload import KEY, dump
 
 
 def _plan_figures(manifest: Path, folder: Path) -> tuple[dict, dict]:
@@ -59,7 +59,7 @@ def big_job(count: int = 100_000) -> Result:
         verdict=at_most(resumed["first_request_s"], 3, " s"),
     )
     result.notes += [
-        f"inputs: {count:,} 8x8 PNGs made once under {job.folder.relative_to(WORK.parent)}; "
+        f"inputs: {count:,} 8x8 PNGs made once under {job.folder}; "
         "each figure from a fresh process (its own peak RSS, VmHWM: see procstat.py; imports "
         "included, about 40 MB); reference: loading the same YAML with PyYAML's libyaml "
         "loader and stat-ing every input",

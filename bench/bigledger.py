@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.workload import WORK
+from bench.workload import work_dir
 from pipeline.cost import cost_of_usage, price_table
 from pipeline.fingerprint import DigestCache, FileDigest, item_key
 from pipeline.ledger import VERSION, timestamp
@@ -75,7 +75,7 @@ def _item_lines(count: int) -> list[str]:
 
 def ensure(count: int) -> BigJob:
     """The job's files, made unless a complete set is already there."""
-    job = BigJob(WORK / f"big-{count}", count)
+    job = BigJob(work_dir() / f"big-{count}", count)
     ready = job.folder / "READY"
     if ready.exists():
         return job

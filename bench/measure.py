@@ -21,6 +21,9 @@ from bench.workload import (
     write_manifest,
 )
 
+# The simulator's bucket holds one second's worth of requests; a client starts after it refilled.
+BUCKET_SETTLE_S = 1.1
+
 
 def concurrency_for(rate_per_s: float, slowest_s: float, headroom: float = 1.5) -> int:
     """Little's law with headroom: in flight = rate x latency, sized on the slowest answer."""
@@ -40,7 +43,7 @@ def client_run(kind: str, job: Job, sim: SimProcess, label: str, *, seed: int = 
         spec = write_item_list(job, folder)
     spec.update(base_url=sim.base_url, api_key=KEY, seed=seed)
     if sim.config.get("rpm"):
-        time.sleep(1.1)  # the bucket holds one second's worth; let it fill
+        time.sleep(BUCKET_SETTLE_S)
     sim.reset()
     cpu_before = sim.cpu_s()
     figures = launch(kind, dump(spec, folder))

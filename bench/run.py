@@ -18,7 +18,7 @@ from bench.cpu import cpu_per_item
 from bench.figures import Result, Row, machine, markdown, text_table
 from bench.memory import peak_memory
 from bench.scenarios import faults, rate_known, rate_unknown
-from bench.workload import WORK
+from bench.workload import work_dir
 
 HERE = Path(__file__).resolve().parent
 # Sizes per mode. The default run takes about six minutes on two cores (plus about a minute
@@ -36,7 +36,7 @@ SIZES = {
         "unknown": {"n": 40, "starved": None},
         "cpu": {"n": 80, "repeats": 1},
         "big": {"count": 10_000},
-        "memory": {"n": 24, "concurrency": 16, "latency": 2.0, "distinct": 4},
+        "memory": {"n": 24, "concurrency": 16, "latency": 2.0, "distinct": 4, "repeats": 1},
     },
 }
 
@@ -94,11 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != parser.get_default("only"):
         command += f" --only {args.only}"
     info = machine()
-    target = HERE / "results.md" if mode == "default" else WORK / "results-quick.md"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    work = work_dir()
+    work.mkdir(parents=True, exist_ok=True)
+    target = HERE / "results.md" if mode == "default" else work / "results-quick.md"
     target.write_text(markdown(results, info, command, took))
     raw = {"machine": info, "mode": mode, "results": {r.title: r.raw for r in results}}
-    (WORK / f"results-{mode}.json").write_text(json.dumps(raw, indent=1, default=str))
+    (work / f"results-{mode}.json").write_text(json.dumps(raw, indent=1, default=str))
     print(f"\nwritten: {target} ({took:.0f} s)", file=sys.stderr)
     return 0
 

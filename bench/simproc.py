@@ -36,7 +36,7 @@ class SimProcess:
         )
         line = self._proc.stdout.readline().strip() if self._proc.stdout else ""
         if not line.startswith("http://"):
-            self._proc.kill()
+            self.__exit__()
             raise RuntimeError(
                 f"the simulator did not start (config {self.config}); its stderr is above"
             )
@@ -53,6 +53,9 @@ class SimProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
 
     @property
     def pid(self) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -15,9 +16,7 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-WORK = Path(__file__).resolve().parent / "work"
-INPUTS = WORK / "inputs"
-RUNS = WORK / "runs"
+DEFAULT_WORK = Path(__file__).resolve().parent / "work"
 KEY = "sk-bench"
 # Image kinds: "small" is a 64x64 flat colour (a tiny body: per-request costs dominate);
 # "photo" a 1024x1024 gradient with grain (about 1 MB, the order of a real input or output);
@@ -46,6 +45,11 @@ class Job:
         return [f"item-{n:05d}" for n in range(len(self.images))]
 
 
+def work_dir() -> Path:
+    """Where the benchmark keeps what it makes: $EDITBATCH_BENCH_WORK, else bench/work."""
+    return Path(os.environ.get("EDITBATCH_BENCH_WORK") or DEFAULT_WORK)
+
+
 def image_data(kind: str, seed: int) -> bytes:
     """The PNG bytes of image number `seed` of a kind; the same bytes for the same seed."""
     width, height = SIZES[kind]
@@ -67,7 +71,7 @@ def image_data(kind: str, seed: int) -> bytes:
 
 def input_images(kind: str, distinct: int, count: int) -> tuple[Path, ...]:
     """`count` item inputs cycling over `distinct` images of a kind, made on first use."""
-    folder = INPUTS / kind
+    folder = work_dir() / "inputs" / kind
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for seed in range(distinct):
@@ -83,7 +87,7 @@ def input_images(kind: str, distinct: int, count: int) -> tuple[Path, ...]:
 def opaque_mask(kind: str) -> Path:
     """An RGBA mask that keeps every pixel: the simulated edit returns the input's pixels, so
     the output is as large as the input."""
-    path = INPUTS / f"mask-{kind}.png"
+    path = work_dir() / "inputs" / f"mask-{kind}.png"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGBA", SIZES[kind], (0, 0, 0, 255)).save(path, "PNG")
@@ -92,7 +96,7 @@ def opaque_mask(kind: str) -> Path:
 
 def run_dir(name: str) -> Path:
     """An empty folder for one client's run: its manifest, outputs and ledger."""
-    folder = RUNS / name
+    folder = work_dir() / "runs" / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder

@@ -5,7 +5,13 @@ No figure is asserted on: the figures come from `python -m bench.run`, not from 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+# bench/ is not an installed package: it runs from the clone, as `python -m bench.run` does.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import measure
 from bench.bigjob import big_job
@@ -74,9 +80,9 @@ def test_big_job_plans_both_manifests_and_resumes_a_synthetic_ledger(bench_work)
 
 
 def test_peak_memory_scenario_runs_both_clients_on_large_bodies():
-    result = peak_memory(n=2, concurrency=2, latency=0, distinct=1)
-    assert measures(result)["items done"] == "2/2"
-    assert result.raw["body_mb"] > 3  # the simulator gave back a large output
+    result = peak_memory(n=2, concurrency=2, latency=0, distinct=1, repeats=1, kind="photo")
+    assert measures(result)["items done"] == "2 of 2"
+    assert result.raw["body_mb"] > 0.5  # the ~1 MB input came back as a ~1 MB output
     assert result.rows[0].target.startswith("<= ")
 
 
