@@ -48,8 +48,8 @@ def big_job(count: int = 100_000) -> Result:
         )
         result.raw[name] = {"plan": plan, "floor": floor}
     with SimProcess({"seed": 5}) as sim:
-        fresh = _run_reaped(sim, bigledger.single(job))
-        resumed = _run_reaped(sim, bigledger.reset_resume(job))
+        fresh = _timed_run(sim, bigledger.single(job))
+        resumed = _timed_run(sim, bigledger.reset_resume(job))
     result.add(
         f"resume to first request, {scale} done",
         f"{resumed['first_request_s']:.2f} s",
@@ -60,9 +60,9 @@ def big_job(count: int = 100_000) -> Result:
     )
     result.notes += [
         f"inputs: {count:,} 8x8 PNGs made once under {job.folder}; "
-        "each figure from a fresh process (its own peak RSS, VmHWM: see procstat.py; imports "
-        "included, about 40 MB); reference: loading the same YAML with PyYAML's libyaml "
-        "loader and stat-ing every input",
+        "plan figures: `load_plan` (files checked) in a fresh process, its time without the "
+        "imports, its peak RSS (VmHWM, see procstat.py) with them (about 40 MB); reference: "
+        "loading the same YAML with PyYAML's libyaml loader and stat-ing every input",
         f"resume: a synthetic ledger of {count:,} `succeeded` lines whose keys, inputs and "
         "outputs the runner's own resume code accepts (checked when it is written; tiny real "
         f"output files on disk), and {count + 1:,} items, one new; `editbatch run` took "
@@ -73,7 +73,7 @@ def big_job(count: int = 100_000) -> Result:
     return result
 
 
-def _run_reaped(sim: SimProcess, manifest: Path) -> dict:
+def _timed_run(sim: SimProcess, manifest: Path) -> dict:
     """`editbatch run` in a fresh process: from its start to the simulator's first request,
     then to its end, and its peak RSS."""
     argv = ["run", str(manifest), "--base-url", sim.base_url, "--progress", "none"]

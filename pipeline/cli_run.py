@@ -19,7 +19,9 @@ from pipeline.shards import Shard
 
 
 def run_command(args: argparse.Namespace) -> int:
-    plan = load_plan(args.manifest)
+    # Input files are checked by the runner for the items still to run (see Plan.files_checked),
+    # so a resume of a large finished job does not re-read every header.
+    plan = load_plan(args.manifest, check_files=args.dry_run)
     shard = None
     if args.shard:
         try:

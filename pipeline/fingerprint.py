@@ -24,7 +24,7 @@ KEY_VERSION = "1"
 
 @dataclass(frozen=True, slots=True)
 class FileDigest:
-    path: Path
+    path: Path | str
     bytes: int
     mtime_ns: int
     sha256: str
@@ -59,20 +59,19 @@ class DigestCache:
     trade). Safe to call from several threads: a race only hashes a file twice.
     """
 
-    def __init__(self, recorded: Iterable[Mapping] = ()):
+    def __init__(self, recorded: Iterable[Mapping] = (), *, base: Path | str = ""):
+        self.base = os.fspath(base)  # where relative recorded paths start (the manifest's)
         self._known: dict[str, FileDigest] = {}
         self.hashed = 0  # files read in full by this cache, for progress and tests
         for entry in recorded:
             try:
+                key = _cache_key(entry["path"])
                 digest = FileDigest(
-                    Path(entry["path"]),
-                    int(entry["bytes"]),
-                    int(entry["mtime_ns"]),
-                    entry["sha256"],
+                    key, int(entry["bytes"]), int(entry["mtime_ns"]), entry["sha256"]
                 )
             except (KeyError, TypeError, ValueError):
                 continue  # a malformed entry only costs a re-hash
-            self._known[_cache_key(digest.path)] = digest
+            self._known[key] = digest
 
     def digest(self, path: Path) -> FileDigest:
         key = _cache_key(path)

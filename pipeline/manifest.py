@@ -82,6 +82,7 @@ def _load(path: str | Path, check_files: bool) -> plan.Plan:
         pricing=MappingProxyType(
             {model: MappingProxyType(price.model_dump()) for model, price in spec.pricing.items()}
         ),
+        files_checked=check_files,
     )
 
 

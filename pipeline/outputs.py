@@ -155,21 +155,35 @@ def output_intact(out_dir: Path, recorded: dict) -> bool:
     """True when the recorded output is on disk with its recorded size and sha256.
 
     When size and mtime_ns both match the record, the file is trusted without re-reading it, so
-    resuming a large finished job costs a stat per output, not a read.
+    resuming a large finished job costs a stat per output, not a read. The recorded path is
+    checked lexically (it is ours, written through safe_join), not resolved: this runs once
+    per output of a 100,000-item ledger.
     """
-    try:
-        path = safe_join(out_dir, recorded["path"])
-        st = os.stat(path)
-    except (ValueError, OSError):
+    relpath = recorded.get("path")
+    if not isinstance(relpath, str) or not _plain_relative(relpath):
         return False
-    if not stat.S_ISREG(st.st_mode) or st.st_size != recorded["bytes"]:
+    path = os.path.join(out_dir, relpath)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_size != recorded.get("bytes"):
         return False
     if recorded.get("mtime_ns") == st.st_mtime_ns:
         return True
     try:
-        return file_digest(path).sha256 == recorded["sha256"]
+        return file_digest(Path(path)).sha256 == recorded.get("sha256")
     except OSError:
         return False
+
+
+def _plain_relative(relpath: str) -> bool:
+    return (
+        bool(relpath)
+        and "\0" not in relpath
+        and not relpath.startswith("/")
+        and (".." not in relpath.split("/"))
+    )
 
 
 def remove_stale_temps(out_dir: Path) -> list[Path]:

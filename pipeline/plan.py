@@ -80,3 +80,7 @@ class Plan:
     pricing: Mapping[str, Mapping[str, float | None]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # Whether load_plan read every input's header. `editbatch run` loads without, and the
+    # runner then checks only the items still to run: on a resume, the done ones were checked
+    # (and sent) before, and their inputs are unchanged by the ledger's stat cache.
+    files_checked: bool = True

@@ -8,6 +8,7 @@ this for a large finished job does not re-read its images.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,29 @@ class Classified:
     keys: dict[str, str] = field(default_factory=dict)
 
 
-def current_key(item: Item, cache: DigestCache) -> str:
-    images = [cache.digest(path).sha256 for path in item.images]
-    mask = cache.digest(item.mask).sha256 if item.mask is not None else None
+def current_key(item: Item, cache: DigestCache, recorded: list[dict] | None = None) -> str:
+    """The item's key now. `recorded` are the `inputs` of its last success: an input whose
+    size and mtime are unchanged since keeps its recorded digest, so no file is re-read."""
+    known: dict[str, dict] = {}
+    for entry in recorded or ():
+        path = entry.get("path")
+        if isinstance(path, str):
+            known[os.path.normpath(os.path.join(cache.base, path))] = entry
+
+    def sha(path: Path) -> str:
+        entry = known.get(os.path.normpath(path))
+        if entry is not None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                entry = None
+            else:
+                if st.st_size == entry.get("bytes") and st.st_mtime_ns == entry.get("mtime_ns"):
+                    return entry["sha256"]
+        return cache.digest(path).sha256
+
+    images = [sha(path) for path in item.images]
+    mask = sha(item.mask) if item.mask is not None else None
     return item_key(item, images, mask)
 
 
@@ -59,7 +80,7 @@ def classify(
             result.pending.append(item)
             continue
         try:
-            key = current_key(item, cache)
+            key = current_key(item, cache, (succeeded or {}).get("inputs"))
         except OSError:
             result.pending.append(item)  # the runner reports the unreadable input
             continue

@@ -23,6 +23,7 @@ from pipeline.budget import BudgetGuard
 from pipeline.cost import Price, price_table
 from pipeline.dispatch import Dispatcher
 from pipeline.errors import (
+    ManifestError,
     UsageError,
 )
 from pipeline.fingerprint import DigestCache
@@ -33,6 +34,7 @@ from pipeline.resume import classify
 from pipeline.shards import Shard, select_shard
 from pipeline.status import read_job_state
 from pipeline.summary import Observer, RunStats, RunSummary
+from pipeline.validate import check_files
 
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -205,10 +207,16 @@ class _Run:
             self._warn(warning)
         out_dir = self.plan.output.dir
         await asyncio.to_thread(_prepare_out_dir, out_dir)
-        cache = DigestCache(state.recorded_inputs(self.plan.manifest_path.parent))
+        cache = DigestCache(base=self.plan.manifest_path.parent)
         classified = await asyncio.to_thread(
             classify, items, state, cache, out_dir, retry_failed=self.options.retry_failed
         )
+        if not self.plan.files_checked:
+            problems = await asyncio.to_thread(
+                check_files, classified.pending, self.plan.manifest_path.parent
+            )
+            if problems:
+                raise ManifestError(problems)
         stats = self.stats
         stats.total = len(items)
         stats.done_before = len(classified.done)

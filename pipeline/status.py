@@ -29,7 +29,7 @@ def classify_plan(
     plan: Plan, items: list[Item] | None = None, *, retry_failed: bool = False
 ) -> Classified:
     state, _ = read_job_state(plan)
-    cache = DigestCache(state.recorded_inputs(plan.manifest_path.parent))
+    cache = DigestCache(base=plan.manifest_path.parent)
     return classify(
         plan.items if items is None else items,
         state,

@@ -343,3 +343,21 @@ async def test_an_output_that_cannot_be_written_aborts_with_exit_4(tmp_path, sim
     assert any("cannot write outputs" in m for m in summary.messages)
     failed = next(rec for rec in read_ledger_lines(plan.ledger) if rec["event"] == "failed")
     assert failed["item"] == "sku-002" and failed["error"]["class"] == "fatal"
+
+
+async def test_resume_decides_done_items_without_rereading_their_inputs(tmp_path, sim_factory):
+    from pipeline.fingerprint import DigestCache
+    from pipeline.resume import classify
+    from pipeline.status import read_job_state
+
+    manifest = simple_job(tmp_path, 5)
+    plan = load_plan(manifest)
+    async with sim_factory() as sim:
+        await run(plan, options(sim))
+    state, _ = read_job_state(plan)
+    cache = DigestCache(base=plan.manifest_path.parent)
+    result = classify(plan.items, state, cache, plan.output.dir)
+    assert len(result.done) == 5 and cache.hashed == 0
+    make_image(tmp_path / "images" / "img003.png", color=(9, 9, 9))  # a real edit is noticed
+    result = classify(plan.items, state, cache, plan.output.dir)
+    assert [item.id for item in result.pending] == ["sku-003"] and cache.hashed == 1

@@ -144,3 +144,15 @@ async def test_the_key_is_not_in_the_logs(tmp_path, sim_factory):
         out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert KEY not in out.decode() and KEY not in err.decode()
+
+
+async def test_a_missing_input_file_exits_2_and_sends_nothing(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 3)
+    (tmp_path / "images" / "img001.png").unlink()
+    async with sim_factory() as sim:
+        proc = await start(manifest, sim)
+        _, err = await proc.communicate()
+        stats = await sim.stats()
+    assert proc.returncode == 2
+    assert "img001.png" in err.decode() and "sku-001" in err.decode()
+    assert stats["requests"] == 0
