@@ -64,3 +64,26 @@ async def test_at_most_concurrency_items_are_held_in_memory(
         )
     assert summary.stats.succeeded == 40
     assert 1 <= peak <= 3
+
+
+async def test_the_rich_bar_shows_done_in_flight_retries_and_spend(tmp_path, sim_factory):
+    from rich.console import Console
+
+    from pipeline.progress import RichProgress
+
+    manifest = simple_job(tmp_path, 4, prompt="p [sim:500,ok]", budget={"run_usd": 1.0})
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=160, color_system=None)
+    async with sim_factory() as sim:
+        await run(
+            load_plan(manifest),
+            RunOptions(
+                base_url=sim.base_url,
+                api_key="sk-x",
+                observer=RichProgress(console),
+                backoff_base_s=0.001,
+            ),
+        )
+    screen = stream.getvalue()
+    assert "4/4" in screen and "in flight" in screen and "retries 1" in screen
+    assert re.search(r"\$0\.\d{4} \(left \$0\.\d\d\)", screen)
