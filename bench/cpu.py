@@ -30,7 +30,7 @@ def cpu_per_item(
     n: int = 300,
     concurrency: int = 8,
     variants: tuple[str, ...] = ("small", "photo"),
-    repeats: int = 2,
+    repeats: int = 3,
 ) -> Result:
     """Per variant: one unmeasured warm-up (the simulator renders and caches its 8 outputs, the
     inputs enter the page cache), then `repeats` alternating runs of each client; the least

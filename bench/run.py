@@ -27,7 +27,7 @@ SIZES = {
     "default": {
         "rate": {"n": 200},
         "unknown": {"n": 200, "starved": (100, 8, 2.0)},
-        "cpu": {"n": 300, "repeats": 2},
+        "cpu": {"n": 300, "repeats": 3},
         "big": {"count": 100_000},
         "memory": {"n": 384, "concurrency": 256},
     },
