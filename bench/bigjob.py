@@ -84,10 +84,11 @@ def _timed_run(sim: SimProcess, manifest: Path) -> dict:
     figures = launch("cli", spec)
     ended = time.monotonic()
     arrivals = sim.stats()["arrivals"]
-    if figures["exit_code"] != 0 or not arrivals:
+    if figures["exit_code"] != 0 or len(arrivals) != 1:
         raise RuntimeError(
             f"editbatch run {manifest} exited {figures['exit_code']} after "
-            f"{len(arrivals)} request(s)"
+            f"{len(arrivals)} request(s), where one new item should have made one; if the "
+            f"runner's keys changed, delete {manifest.parent} to make the job again"
         )
     # The simulator counts arrivals from its reset, which came just before the start.
     figures["first_request_s"] = arrivals[0] - (started - reset_at)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from bench.workload import work_dir
 from pipeline.cost import cost_of_usage, price_table
-from pipeline.fingerprint import DigestCache, FileDigest, item_key
+from pipeline.fingerprint import KEY_VERSION, DigestCache, FileDigest, item_key
 from pipeline.ledger import VERSION, timestamp
 from pipeline.manifest import load_plan
 from pipeline.outputs import output_relpaths
@@ -77,7 +77,9 @@ def ensure(count: int) -> BigJob:
     """The job's files, made unless a complete set is already there."""
     job = BigJob(work_dir() / f"big-{count}", count)
     ready = job.folder / "READY"
-    if ready.exists():
+    # Made again when the meaning of a key or of a ledger line changes.
+    stamp = f"key version {KEY_VERSION}, ledger version {VERSION}\n"
+    if ready.exists() and ready.read_text() == stamp:
         return job
     shutil.rmtree(job.folder, ignore_errors=True)
     images = job.folder / "images"
@@ -95,7 +97,7 @@ def ensure(count: int) -> BigJob:
     new = "  - id: sku-new\n    image: new/sku-new.png\n    prompt: A new product on white\n"
     job.resume.write_text(HEAD + "output:\n  dir: out\nitems:\n" + "".join(lines) + new)
     _write_ledger(job, data)
-    ready.write_text("complete\n")
+    ready.write_text(stamp)
     return job
 
 

@@ -74,7 +74,7 @@ class Dispatcher:
         self.rng = random.Random(seed)
         self._warn = warn
         self._changed = changed
-        self.gate = RateGate(rpm=rpm)
+        self.gate = RateGate(rpm=rpm, probe=True)
         # gRPC's throttling rule with a ratio that tolerates the failure rates image APIs
         # show on a normal day (retries stop only while over a third of attempts fail).
         self.retry_budget = RetryBudget(max_tokens=20, token_ratio=0.5)
@@ -259,6 +259,7 @@ class Dispatcher:
             return response, time.monotonic() - began
         finally:
             stats.in_flight -= 1
+            self.gate.on_answer()
             self.budget.settle(reservation, actual)
             stats.budget_left_usd = self.budget.left_usd()
             self._changed()

@@ -6,6 +6,7 @@ The arithmetic lives in `ratecontrol`; this module holds the state and the waiti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
@@ -41,6 +42,9 @@ RETRY_BUDGET_MESSAGE = (
 )
 
 
+PROBE_WAIT_S = 30.0  # the longest the pool waits for its first answer
+
+
 class RateGate:
     """Awaited before every attempt, first tries and retries alike.
 
@@ -58,6 +62,7 @@ class RateGate:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         adaptive: bool | None = None,
+        probe: bool = False,
     ):
         if not math.isfinite(rpm) or rpm < 0:
             raise ValueError(
@@ -75,10 +80,23 @@ class RateGate:
         self._last_start = -math.inf
         self._paused_until = -math.inf
         self._recent: deque[float] = deque(maxlen=OBSERVED_STARTS)
+        # Probe: with no rate known, send one request and hold the rest until its answer
+        # (whose headers may tell the rate), instead of bursting `concurrency` requests into
+        # a bucket that may hold a handful. Costs one latency, once.
+        self._probe: asyncio.Event | None = None
+        if probe and self._adaptive and cap is None:
+            self._probe = asyncio.Event()
+        self._probe_sent = False
 
     async def wait_turn(self) -> None:
         """Return when this attempt may start."""
         async with self._turn:
+            if self._probe is not None and self._probe_sent:
+                with contextlib.suppress(TimeoutError):
+                    # bounded, so a first request that stalls does not hold the pool for
+                    # its whole timeout
+                    await asyncio.wait_for(self._probe.wait(), PROBE_WAIT_S)
+                self._probe = None
             head_since = self._clock()
             while True:
                 slot = earliest_start(
@@ -95,6 +113,12 @@ class RateGate:
             # wake-up does not push the whole schedule back.
             self._last_start = slot
             self._recent.append(slot)
+            self._probe_sent = True
+
+    def on_answer(self) -> None:
+        """An attempt ended (any answer, or none): the probe, if any, is over."""
+        if self._probe is not None:
+            self._probe.set()
 
     def pause_for(self, seconds: float) -> None:
         """Hold every waiter for `seconds` from now (a 429's retry-after)."""

@@ -571,3 +571,23 @@ def test_littles_law_message_names_the_reachable_rate():
     message = littles_law_warning(8, 10, 2)
     assert "at most 240 requests/min" in message
     assert "cannot reach 600 requests/min" in message
+
+
+async def test_a_probing_gate_holds_the_pool_until_the_first_answer():
+    fake = FakeTime()
+    gate = RateGate(rpm=0, clock=fake.clock, sleep=fake.sleep, probe=True)
+    _, starts = start_waiters(gate, fake, 5)
+    await fake.run(until=10)
+    assert starts == {0: 0}  # one request out, the others wait for its answer
+    gate.on_success(LIMIT_60)  # the answer says: one a second
+    gate.on_answer()
+    await fake.run()
+    assert sorted(starts.values()) == [0, 10, 11, 12, 13]
+
+
+async def test_a_gate_with_a_known_rate_does_not_probe():
+    fake = FakeTime()
+    gate = RateGate(rpm=600, clock=fake.clock, sleep=fake.sleep, probe=True)
+    _, starts = start_waiters(gate, fake, 3)
+    await fake.run()
+    assert sorted(starts.values()) == pytest.approx([0, 0.1, 0.2])
