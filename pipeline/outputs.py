@@ -101,17 +101,24 @@ def output_relpaths(item: Item, template: str) -> list[str]:
 
 def safe_join(out_dir: Path, relpath: str) -> Path:
     """out_dir / relpath, refusing any path that would end up outside out_dir, symlinks
-    included."""
+    included.
+
+    Only the folders between out_dir and the file are resolved: the file itself is replaced
+    by a rename, which replaces a symlink rather than writing through it. So a name directly
+    in out_dir (the usual `{id}`) costs no filesystem call at all.
+    """
     rel = PurePosixPath(relpath)
     if not relpath or rel.is_absolute() or ".." in rel.parts or "\0" in relpath:
         raise ValueError(f"output path {relpath!r} leaves the output folder {out_dir}")
     joined = Path(out_dir) / rel
-    base = Path(out_dir).resolve()
-    if not joined.resolve().is_relative_to(base):
-        raise ValueError(
-            f"output path {relpath!r} resolves to {joined.resolve()}, outside the output folder "
-            f"{base}; remove the symlink that leads out of it"
-        )
+    if len(rel.parts) > 1:
+        base = Path(out_dir).resolve()
+        folder = joined.parent.resolve()
+        if not folder.is_relative_to(base):
+            raise ValueError(
+                f"output path {relpath!r} is in {folder}, outside the output folder {base}; "
+                "remove the symlink that leads out of it"
+            )
     return joined
 
 
