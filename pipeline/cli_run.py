@@ -14,7 +14,7 @@ from pipeline.files import write_text_atomic
 from pipeline.manifest import load_plan
 from pipeline.metrics import prometheus_text
 from pipeline.progress import human_summary, make_progress
-from pipeline.runner import RunControl, RunOptions, run
+from pipeline.runner import RunControl, RunOptions, run, select_items
 from pipeline.shards import Shard
 
 
@@ -29,7 +29,7 @@ def run_command(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     if args.dry_run:
-        return _dry_run(args, plan)
+        return _dry_run(args, plan, shard)
     sim_config = None
     if args.simulate:
         sim_config = _sim_config(args)
@@ -106,14 +106,11 @@ def _sim_config(args: argparse.Namespace):
     )
 
 
-def _dry_run(args: argparse.Namespace, plan) -> int:
+def _dry_run(args: argparse.Namespace, plan, shard: Shard | None) -> int:
     from pipeline.estimate import estimate_plan, render_estimate
     from pipeline.status import classify_plan
 
-    items = list(plan.items)
-    if args.only:
-        wanted = set(args.only)
-        items = [item for item in items if item.id in wanted]
+    items = select_items(plan, tuple(args.only or ()), shard)
     classified = classify_plan(plan, items, retry_failed=args.retry_failed)
     estimate = estimate_plan(plan, classified.pending)
     if args.json:

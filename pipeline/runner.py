@@ -80,6 +80,25 @@ class RunControl:
         self.stop_requested.set()
 
 
+def select_items(plan: Plan, only: tuple[str, ...] = (), shard: Shard | None = None) -> list[Item]:
+    """The items a run works on: `--only` ids (all known, or a UsageError), then the shard's."""
+    items = list(plan.items)
+    if only:
+        known = {item.id for item in items}
+        unknown = [i for i in only if i not in known]
+        if unknown:
+            raise UsageError(
+                "--only names items the manifest does not have: "
+                + ", ".join(unknown)
+                + "; use the ids that `editbatch validate --json` lists"
+            )
+        wanted = set(only)
+        items = [item for item in items if item.id in wanted]
+    if shard is not None:
+        items = select_shard(items, shard)
+    return items
+
+
 async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
     """Run (or resume) the plan. Raises UsageError for what makes it impossible to start
     (exit 2); every other outcome is in the returned summary's `exit_code`."""
@@ -134,21 +153,7 @@ class _Run:
     # -- setup ---------------------------------------------------------------------------
 
     def _select(self) -> list[Item]:
-        items = list(self.plan.items)
-        if self.options.only:
-            known = {item.id for item in items}
-            unknown = [i for i in self.options.only if i not in known]
-            if unknown:
-                raise UsageError(
-                    "--only names items the manifest does not have: "
-                    + ", ".join(unknown)
-                    + "; use the ids that `editbatch validate --json` lists"
-                )
-            wanted = set(self.options.only)
-            items = [item for item in items if item.id in wanted]
-        if self.shard is not None:
-            items = select_shard(items, self.shard)
-        return items
+        return select_items(self.plan, self.options.only, self.shard)
 
     def _check_prices(self, items: list[Item]) -> None:
         unpriced = sorted({item.model for item in items if item.model not in self.prices})

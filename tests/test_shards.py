@@ -126,3 +126,14 @@ async def test_shards_split_the_run_budget(tmp_path, sim_factory):
             plan, RunOptions(base_url=sim.base_url, api_key="sk-x", shard=Shard(0, 2))
         )
     assert summary.cost_usd <= 0.01 + 1e-9
+
+
+def test_a_sharded_dry_run_estimates_only_the_shard_items(tmp_path, capsys):
+    from pipeline.cli import main
+
+    manifest = simple_job(tmp_path, 30)
+    plan = load_plan(manifest)
+    code = main(["run", str(manifest), "--dry-run", "--json", "--shard", "1/3"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["pending"] == len(select_shard(list(plan.items), Shard(1, 3)))
