@@ -88,10 +88,11 @@ def image_info(path: str | Path) -> ImageInfo:
 def mask_sent_as_is(path: str | Path) -> bool:
     """True for a PNG with a real alpha channel (grey+alpha or RGBA), which is sent unchanged."""
     with open(path, "rb") as f:
-        return _has_alpha_channel(f.read(26))
+        return has_alpha_channel(f.read(26))
 
 
-def _has_alpha_channel(head: bytes) -> bool:
+def has_alpha_channel(head: bytes) -> bool:
+    """Whether a file's first 26 bytes are those of a PNG with a real alpha channel."""
     return head.startswith(_PNG) and head[12:16] == b"IHDR" and head[25] in (4, 6)
 
 
@@ -119,7 +120,7 @@ def mask_bytes(path: str | Path) -> bytes:
     none). Blocking: run it in a thread from async code."""
     info = image_info(path)  # refuses non-images and decompression bombs before decoding
     data = Path(path).read_bytes()
-    if _has_alpha_channel(data[:26]):
+    if has_alpha_channel(data[:26]):
         return data
     with _pillow_open(io.BytesIO(data)) as image:
         try:

@@ -21,7 +21,7 @@ from pipeline.client import EditRequest
 from pipeline.cost import Price, TokenCounts
 from pipeline.estimate import estimate_item
 from pipeline.fingerprint import FileDigest, item_key
-from pipeline.images import content_type, mask_bytes, sniff_format
+from pipeline.images import content_type, has_alpha_channel, mask_bytes, sniff_format
 from pipeline.outputs import extension, render_stem, safe_join, write_atomic
 from pipeline.plan import Item, Plan
 
@@ -88,8 +88,11 @@ class Preparer:
         return record
 
     def _mask(self, path: Path, digest: FileDigest, original: bytes) -> bytes:
-        """The mask to send: converted once per run (an LRU, so a mask shared by many items is
-        converted once and 20,000 distinct masks do not pile up in memory)."""
+        """The mask to send: the bytes already read when they are a PNG with alpha (the usual
+        case: no second read), else converted once per run (an LRU, so a mask shared by many
+        items is converted once and 20,000 distinct masks do not pile up in memory)."""
+        if has_alpha_channel(original[:26]):
+            return original
         cache_key = (os.fspath(path), digest.bytes, digest.mtime_ns)
         if cache_key in self._masks:
             self._masks.move_to_end(cache_key)

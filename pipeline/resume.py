@@ -7,7 +7,6 @@ this for a large finished job does not re-read its images.
 
 from __future__ import annotations
 
-import enum
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,12 +15,6 @@ from pathlib import Path
 from pipeline.fingerprint import DigestCache, item_key
 from pipeline.outputs import output_intact
 from pipeline.plan import Item
-
-
-class State(enum.StrEnum):
-    DONE = "done"
-    FAILED = "failed"  # failed in an earlier run with the same key; rerun with --retry-failed
-    PENDING = "pending"
 
 
 @dataclass(slots=True)
