@@ -1,61 +1,57 @@
-"""The simulator's aiohttp application: the routes, the order in which an edit request is
-decided (key, form, checks, rate limit, outcome, generation time, answer), and the headers
-every answer carries.
+"""The simulator's aiohttp application: the routes, how an images request is read and decided
+(key, Azure deployment, body, checks, rate limit, then service.py's outcome and answer), how
+an answer goes out on the wire (transport faults included), and the headers every answer
+carries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
-import itertools
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
-from pipeline.simulator import replies
-from pipeline.simulator.accounting import Stats, usage_of
+from pipeline.simulator import azure, replies
+from pipeline.simulator.answer import Answer, InvalidRequest
+from pipeline.simulator.auth import bearer_denial
 from pipeline.simulator.config import SimConfig
-from pipeline.simulator.form import read_form
-from pipeline.simulator.outcomes import (
-    IMMEDIATE,
-    QUALITY_LATENCY,
-    SCRIPT_HEADER,
-    Outcome,
-    ScriptBook,
-    find_script,
-    latency_s,
-    parse_script,
-    pick_outcome,
-    request_rng,
-)
+from pipeline.simulator.files import FileRoutes, FileStore
+from pipeline.simulator.form import Form, read_body, read_form
+from pipeline.simulator.jsonbody import JSON_TYPE, form_of, parse_json
+from pipeline.simulator.outcomes import SCRIPT_HEADER, Outcome, find_script, parse_script
 from pipeline.simulator.ratelimit import TokenBucket, format_duration
-from pipeline.simulator.render import MIME, ByteBudgetCache, render
-from pipeline.simulator.replies import InvalidRequest
-from pipeline.simulator.validation import EditRequest, check_form
+from pipeline.simulator.render import MIME
+from pipeline.simulator.service import Call, ImageService
+from pipeline.simulator.stats import Stats
+from pipeline.simulator.validation import ENDPOINTS, ImageRequest, check_form
 
 REQUEST_ID = web.RequestKey("request_id", str)
 ARRIVED = web.RequestKey("arrived", float)
-# Outcomes whose answer is (or starts as) a 200 with images; the provider bills the first six.
-IMAGE_ANSWERS = ("ok", "url", "datauri", "reset", "truncated", "corrupt", "nousage")
-BILLED = IMAGE_ANSWERS[:6]
-DELIVERED = ("ok", "url", "datauri", "nousage")
 STALL_POLL_S = 0.05  # how often a stalled request looks whether its client gave up
-RENDER_CACHE_BYTES = 128 * 2**20
-HOSTED_BYTES = 64 * 2**20
+API_PREFIXES = ("/v1/", "/openai/")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse | Answer]]
 
 
 def new_request_id() -> str:
     return f"req_{uuid.uuid4().hex}"
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Which images route a request came in by: OpenAI's, Azure's v1, or Azure's classic
+    (the deployment in the path)."""
+
+    endpoint: str
+    azure: bool = False
+    classic: bool = False
+
+
 class Simulator:
-    """One simulated provider: its limits, scripts, counters and rendered images."""
+    """One simulated provider: its limits, counters, files and image service."""
 
     def __init__(
         self,
@@ -64,70 +60,100 @@ class Simulator:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ):
         self.config = config
-        self.clock, self.sleep = clock, sleep
+        self.clock = clock
         self.bucket = TokenBucket(config.rpm, config.burst, clock) if config.rpm > 0 else None
         self.stats = Stats(clock)
-        self.scripts = ScriptBook()
-        self.renders = ByteBudgetCache(RENDER_CACHE_BYTES)
-        self.hosted = ByteBudgetCache(HOSTED_BYTES)
-        self.admitted = itertools.count()
+        self.service = ImageService(config, self.stats, sleep)
+        self.files = FileStore()
+        self.file_routes = FileRoutes(self.files, self.max_bytes)
         self.closing = asyncio.Event()
 
-    async def edits(self, request: web.Request) -> web.StreamResponse:
+    @property
+    def max_bytes(self) -> int:
+        return int(self.config.max_body_mb * 2**20)
+
+    async def images(self, request: web.Request, route: Route) -> web.StreamResponse:
         request[REQUEST_ID], request[ARRIVED] = new_request_id(), self.clock()
         self.stats.arrive()
         status, outcome = None, "error"
         try:
-            response, outcome = await self._edit(request)
-            if outcome not in ("reset", "stall"):
+            answer, outcome = await self._images(request, route)
+            response = await self._send(request, self._outgoing(answer))
+            if answer.transport not in ("reset", "stall"):
                 status = response.status
             return response
         finally:
             self.stats.depart(status, outcome)
 
-    async def _edit(self, request: web.Request) -> tuple[web.StreamResponse, str]:
-        denied = self._authorize(request)
+    async def _images(self, request: web.Request, route: Route) -> tuple[Answer, str]:
+        if route.azure:
+            denied = azure.key_denial(request.headers, self.config.api_key)
+        else:
+            denied = bearer_denial(request.headers, self.config.api_key)
         if denied is not None:
             return denied, "unauthorized"
+        deployments, model = self.config.azure_deployments, None
+        if route.classic:
+            if not request.query.get("api-version"):
+                return azure.missing_api_version(), "not_found"
+            model = azure.deployment_model(request.match_info["deployment"], deployments)
+            if model is None:
+                return azure.deployment_not_found(request.match_info["deployment"]), "not_found"
         try:
-            form = await read_form(request, int(self.config.max_body_mb * 2**20))
-            edit = await asyncio.to_thread(check_form, form)
-            script = self._script(request, edit.prompt)
+            form = await self._read(request, route)
+            if route.azure and not route.classic:  # v1: the body's model names the deployment
+                name = form.fields.get("model", "")
+                model = azure.deployment_model(name, deployments) if name else None
+                if name and model is None:
+                    return azure.deployment_not_found(name), "not_found"
+                if not name:
+                    raise InvalidRequest(
+                        "Missing required parameter: 'model' (the deployment's name).",
+                        param="model",
+                        code="missing_required_parameter",
+                    )
+            checked = await asyncio.to_thread(
+                check_form,
+                form,
+                route.endpoint,
+                model=model,
+                default_model=self.config.default_model,
+            )
+            script = self._script(request, checked.prompt)
         except InvalidRequest as exc:
             return replies.invalid(exc), "invalid"
         if self.bucket is not None:
             admission = self.bucket.try_take()
             if not admission.admitted:
                 window = self.bucket.window()
-                reply = replies.rate_limited(edit.model, window, admission.retry_after_s)
+                reply = replies.rate_limited(checked.model, window, admission.retry_after_s)
                 return reply, "rate_limited"
-        rng = request_rng(self.config.seed, next(self.admitted))
-        fault_draw, latency_draw = rng.random(), rng.random()
-        if script is not None:
-            outcome = self.scripts.take(*script)
-        else:
-            outcome = pick_outcome(fault_draw, self.config.faults)
-        if outcome.name not in IMMEDIATE:
-            await self.sleep(self._generation_s(latency_draw, edit.quality))
         try:
-            return await self._answer(request, edit, outcome), outcome.name
+            return await self.service.answer(self._call(request, checked, script, route))
         except InvalidRequest as exc:
             return replies.invalid(exc), "invalid"
 
-    def _generation_s(self, draw: float, quality: str) -> float:
-        config = self.config
-        factor = QUALITY_LATENCY[quality] if config.latency_by_quality else 1.0
-        return latency_s(draw, config.latency_s, config.jitter_s, factor)
+    def _call(
+        self,
+        request: web.Request,
+        checked: ImageRequest,
+        script: tuple[str, tuple[Outcome, ...]] | None,
+        route: Route,
+    ) -> Call:
+        origin = str(request.url.origin())
+        return Call(checked, request[REQUEST_ID], origin, script, azure=route.azure)
 
-    def _authorize(self, request: web.Request) -> web.Response | None:
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            return replies.missing_key()
-        expected = self.config.api_key
-        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
-            return replies.wrong_key(key)
-        return None
+    async def _read(self, request: web.Request, route: Route) -> Form:
+        if request.content_type == JSON_TYPE:
+            body = parse_json(await read_body(request, self.max_bytes))
+            return await asyncio.to_thread(form_of, body, route.endpoint, self.files.data)
+        if route.endpoint == "generations":
+            raise InvalidRequest(
+                f"Invalid Content-Type header ({request.content_type or 'none'}); "
+                "images/generations takes application/json.",
+                code=None,
+            )
+        return await read_form(request, self.max_bytes)
 
     def _script(self, request: web.Request, prompt: str) -> tuple[str, tuple[Outcome, ...]] | None:
         found = find_script(request.headers.get(SCRIPT_HEADER), prompt)
@@ -139,72 +165,24 @@ class Simulator:
         except ValueError as exc:
             raise InvalidRequest(f"{where}: {exc}", param=where) from None
 
-    async def _answer(
-        self, request: web.Request, edit: EditRequest, outcome: Outcome
-    ) -> web.StreamResponse:
-        name = outcome.name
-        if name == "stall":
+    def _outgoing(self, answer: Answer) -> Answer:
+        """The answer as the client receives it (a gateway in front rewrites it)."""
+        return answer
+
+    async def _send(self, request: web.Request, answer: Answer) -> web.StreamResponse:
+        if answer.transport == "stall":
             await self._stall(request)
             return web.Response(status=504)  # never seen: the connection is gone
-        if name not in IMAGE_ANSWERS:
-            return replies.fault(
-                outcome, edit.model, request[REQUEST_ID], self.config.fault_retry_after_s
-            )
-        image = await self._image(edit)
-        if name == "corrupt":
-            junk = hashlib.sha256(edit.prompt.encode()).digest() * 64
-            image = base64.b64encode(b"not an image " + junk).decode("ascii")
-        usage = usage_of(edit)
-        body = {
-            "created": int(time.time()),
-            "data": self._data(request, edit, name, image),
-            "background": "opaque" if edit.background == "auto" else edit.background,
-            "output_format": edit.output_format,
-            "quality": edit.quality,
-            "size": edit.size,
-        }
-        if name != "nousage":
-            body["usage"] = usage
-        if name in BILLED:
-            self.stats.bill(edit.model, usage)
-        if name in DELIVERED:
-            self.stats.deliver(edit.image_sha256, edit.model, body.get("usage"))
-        payload = json.dumps(body).encode("utf-8")
-        if name == "truncated":
-            return web.Response(body=payload[: len(payload) // 2], content_type="application/json")
-        if name == "reset":
-            return await self._reset(request, payload)
-        return web.Response(body=payload, content_type="application/json")
-
-    async def _image(self, edit: EditRequest) -> str:
-        """The rendered output as base64, from the cache when these inputs were seen before."""
-        key = (
-            edit.image_sha256, edit.mask_sha256, edit.prompt, edit.size,
-            edit.output_format, edit.background, edit.output_compression,
-        )  # fmt: skip
-        cached = self.renders.get(key)
-        if isinstance(cached, str):
-            return cached
-        encoded = await asyncio.to_thread(_render_b64, edit)
-        self.renders.put(key, encoded)
-        return encoded
-
-    def _data(self, request: web.Request, edit: EditRequest, name: str, image: str) -> list[dict]:
-        if name == "datauri":
-            return [{"b64_json": f"data:{MIME[edit.output_format]};base64,{image}"}] * edit.n
-        if name != "url":
-            return [{"b64_json": image}] * edit.n
-        raw = base64.b64decode(image)
-        urls = []
-        for index in range(edit.n):
-            file_name = f"{request[REQUEST_ID]}-{index}.{edit.output_format}"
-            self.hosted.put(file_name, raw)
-            urls.append({"url": f"{request.url.origin()}/_sim/images/{file_name}"})
-        return urls
+        if answer.transport == "truncated":
+            payload = answer.payload()
+            return web.Response(body=payload[: len(payload) // 2], content_type=JSON_TYPE)
+        if answer.transport == "reset":
+            return await self._reset(request, answer.payload())
+        return answer.response()
 
     async def _reset(self, request: web.Request, payload: bytes) -> web.StreamResponse:
         """Headers and half the body, then the connection closes instead of the rest."""
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response = web.StreamResponse(headers={"Content-Type": JSON_TYPE})
         response.content_length = len(payload)
         await response.prepare(request)
         await response.write(payload[: len(payload) // 2])
@@ -221,14 +199,32 @@ class Simulator:
                 await asyncio.wait_for(self.closing.wait(), STALL_POLL_S)
         _drop(request)
 
+    def guarded(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """A Files or Batches handler behind the bearer key, its refusals as API errors."""
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            request[REQUEST_ID] = new_request_id()
+            answer = bearer_denial(request.headers, self.config.api_key)
+            if answer is None:
+                try:
+                    result = await handler(request)
+                except InvalidRequest as exc:
+                    result = replies.invalid(exc)
+                if isinstance(result, web.StreamResponse):
+                    return result
+                answer = result
+            return self._outgoing(answer).response()
+
+        return route
+
     async def hosted_image(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        data = self.hosted.get(name)
+        data = self.service.hosted.get(name)
         if not isinstance(data, bytes):
             return replies.api_error(
                 404, f"No simulated image {name!r} (it expired or never existed).",
                 type="invalid_request_error",
-            )  # fmt: skip
+            ).response()  # fmt: skip
         return web.Response(body=data, content_type=MIME[name.rsplit(".", 1)[-1]])
 
     async def stats_view(self, request: web.Request) -> web.Response:
@@ -241,7 +237,7 @@ class Simulator:
     async def unknown_route(self, request: web.Request) -> web.Response:
         return replies.api_error(
             404, f"Invalid URL ({request.method} {request.path})", type="invalid_request_error"
-        )
+        ).response()
 
     async def stamp(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
         """x-request-id on every answer; timing and rate-limit headers on the API's routes."""
@@ -249,7 +245,7 @@ class Simulator:
         if ARRIVED in request:
             elapsed_ms = (self.clock() - request[ARRIVED]) * 1000
             response.headers["openai-processing-ms"] = str(max(0, round(elapsed_ms)))
-        if self.bucket is not None and request.path.startswith("/v1/"):
+        if self.bucket is not None and request.path.startswith(API_PREFIXES):
             window = self.bucket.window()
             response.headers["x-ratelimit-limit-requests"] = str(window.limit)
             response.headers["x-ratelimit-remaining-requests"] = str(window.remaining)
@@ -259,15 +255,6 @@ class Simulator:
         self.closing.set()
 
 
-def _render_b64(edit: EditRequest) -> str:
-    width, height = (int(side) for side in edit.size.split("x"))
-    data = render(
-        edit.images[0], edit.mask, edit.prompt, (width, height),
-        edit.output_format, edit.background, edit.output_compression,
-    )  # fmt: skip
-    return base64.b64encode(data).decode("ascii")
-
-
 def _drop(request: web.Request) -> None:
     """Close the connection where it stands: the client gets what was sent, then EOF."""
     if request.transport is not None:
@@ -275,6 +262,13 @@ def _drop(request: web.Request) -> None:
 
 
 SIMULATOR = web.AppKey("simulator", Simulator)
+
+
+def _images_route(simulator: Simulator, route: Route) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await simulator.images(request, route)
+
+    return handler
 
 
 def make_app(
@@ -287,8 +281,21 @@ def make_app(
     simulator = Simulator(config or SimConfig(), clock, sleep)
     app = web.Application()
     app[SIMULATOR] = simulator
-    app.router.add_post("/v1/images/edits", simulator.edits)
-    app.router.add_route("*", "/v1/{tail:.*}", simulator.unknown_route)
+    add = app.router.add_post
+    for endpoint in ENDPOINTS:
+        add(f"/v1/images/{endpoint}", _images_route(simulator, Route(endpoint)))
+        add(f"/openai/v1/images/{endpoint}", _images_route(simulator, Route(endpoint, True)))
+        add(
+            f"/openai/deployments/{{deployment}}/images/{endpoint}",
+            _images_route(simulator, Route(endpoint, True, True)),
+        )
+    files, guarded = simulator.file_routes, simulator.guarded
+    add("/v1/files", guarded(files.create))
+    app.router.add_get("/v1/files/{file_id}", guarded(files.retrieve))
+    app.router.add_get("/v1/files/{file_id}/content", guarded(files.content))
+    app.router.add_delete("/v1/files/{file_id}", guarded(files.delete))
+    for prefix in API_PREFIXES:
+        app.router.add_route("*", prefix + "{tail:.*}", simulator.unknown_route)
     app.router.add_get("/_sim/stats", simulator.stats_view)
     app.router.add_post("/_sim/reset", simulator.reset_view)
     app.router.add_get("/_sim/images/{name}", simulator.hosted_image)

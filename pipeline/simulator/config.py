@@ -1,4 +1,5 @@
-"""How a simulator instance behaves: rate limit, latency, fault rates, seed, key.
+"""How a simulator instance behaves: rate limit, latency, fault rates, seed, key, the model
+served by default, Azure deployments, gateway mode, drift outside the mask, batch timing.
 
 `SimConfig` is a frozen value checked when built; `parse_faults` turns the CLI's
 `500=0.05,429=0.1,reset=0.02` into the mapping it holds.
@@ -10,7 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from pipeline.simulator.models import SIM_DEFAULT_MODEL
 from pipeline.simulator.outcomes import RATED
+
+GATEWAYS = ("litellm",)
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,15 @@ class SimConfig:
     api_key: when set, only this bearer key is accepted; otherwise any non-empty key.
     max_body_mb: larger request bodies get a 413.
     fault_retry_after_s: the retry-after of a 429 fault that names none.
+    default_model: the model of a request that names none.
+    azure_deployments: Azure deployment name -> model it serves; empty = any name, served as
+        itself when it is a known model, else as gpt-image-1.5 (see azure.py).
+    gateway: None, or "litellm" to answer as a LiteLLM proxy would (see gateway.py).
+    outside_drift: 0 to 1, how much an edit also changes the pixels its mask keeps (the mean
+        absolute RGB difference, 0..1 scale; 1 repaints everything; see render.py).
+    batch_seconds: how long a batch spends validating, in progress and finalizing, in all.
+    batch_expire_after: when set, a batch expires after answering this many lines (a
+        batch's metadata key `sim_expire_after` sets it for that batch alone).
     """
 
     rpm: float = 0
@@ -40,9 +53,15 @@ class SimConfig:
     api_key: str | None = None
     max_body_mb: float = 256
     fault_retry_after_s: float = 1.0
+    default_model: str = SIM_DEFAULT_MODEL
+    azure_deployments: Mapping[str, str] = field(default_factory=dict)
+    gateway: str | None = None
+    outside_drift: float = 0.0
+    batch_seconds: float = 2.0
+    batch_expire_after: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("rpm", "latency_s", "jitter_s", "fault_retry_after_s"):
+        for name in ("rpm", "latency_s", "jitter_s", "fault_retry_after_s", "batch_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SimConfig.{name} is {getattr(self, name)}; use 0 or more")
         if self.burst is not None and self.burst < 1:
@@ -51,8 +70,22 @@ class SimConfig:
             raise ValueError(f"SimConfig.max_body_mb is {self.max_body_mb}; use a positive size")
         if self.api_key == "":
             raise ValueError("SimConfig.api_key is empty; give a key or None to accept any key")
+        if not self.default_model:
+            raise ValueError("SimConfig.default_model is empty; name a model")
+        if self.gateway is not None and self.gateway not in GATEWAYS:
+            raise ValueError(
+                f"SimConfig.gateway is {self.gateway!r}; use None or one of {', '.join(GATEWAYS)}"
+            )
+        if not 0 <= self.outside_drift <= 1:
+            raise ValueError(f"SimConfig.outside_drift is {self.outside_drift}; use 0 to 1")
+        if self.batch_expire_after is not None and self.batch_expire_after < 0:
+            raise ValueError(
+                f"SimConfig.batch_expire_after is {self.batch_expire_after}; use 0 or more, or None"
+            )
         checked = check_faults(self.faults, where="SimConfig.faults")
         object.__setattr__(self, "faults", MappingProxyType(checked))
+        deployments = {str(name): str(model) for name, model in self.azure_deployments.items()}
+        object.__setattr__(self, "azure_deployments", MappingProxyType(deployments))
 
 
 def check_faults(faults: Mapping[str, float], where: str = "faults") -> dict[str, float]:

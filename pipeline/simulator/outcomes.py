@@ -15,12 +15,18 @@ FAULTS = (
     "429", "quota", "500", "502", "503", "504",
     "moderation", "reset", "stall", "truncated", "corrupt",
 )  # fmt: skip
-# A good answer in the shape some proxies give it.
-VARIANTS = ("url", "datauri", "nousage")
+# Azure's content filter (the moderation class there).
+PROVIDER = ("content_filter",)
+# A 200 in the shape some proxies give it (images as urls or data URIs; usage missing, in the
+# chat shape, empty or without input details; one image fewer than n), or one that repaints
+# the whole image, mask or not.
+VARIANTS = (
+    "url", "datauri", "nousage", "chatusage", "emptyusage", "nodetails", "fewer", "repaint",
+)  # fmt: skip
 # Statuses a test may ask for in a script (or at a rate: anything but ok can be rated).
 STATUSES = ("401", "403", "404", "408", "409", "413", "422")
 OK = "ok"
-OUTCOMES = (OK, *FAULTS, *VARIANTS, *STATUSES)
+OUTCOMES = (OK, *FAULTS, *PROVIDER, *VARIANTS, *STATUSES)
 RATED = tuple(name for name in OUTCOMES if name != OK)
 # Outcomes that may carry their own retry-after: `429:0.05`.
 WITH_RETRY_AFTER = ("429", "408", "409", "500", "502", "503", "504")

@@ -3,8 +3,15 @@
 Where the mask is opaque the output keeps the first image's pixels (scaled to the output
 size); where it is transparent it is repainted with diagonal stripes in the prompt's colour
 (the first colour word in the prompt, else a colour hashed from the prompt). Without a mask
-the whole image is restyled: posterized and tinted towards that colour. `render` is blocking
-(run it in a thread); renders are cached by the app, since benchmarks repeat inputs.
+the whole image is restyled: posterized and tinted towards that colour. A generation (no
+image) is the stripes alone; `repaint` stripes the whole image, mask or not.
+
+A misbehaving model (`SimConfig.outside_drift` = X) also changes the pixels the mask keeps:
+each of their R, G, B values moves by round(255 X) up, or down when up would leave 0..255,
+or to the far end when neither fits. The mean absolute difference over the kept pixels' RGB
+(0..1 scale) is then X up to the 8-bit rounding for X <= 0.5, and as near X as the range
+allows above; X = 1 repaints everything, as `repaint` does. `render` is blocking (run it in
+a thread); renders are cached by the app, since benchmarks repeat inputs.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageOps
 
-from pipeline.simulator.replies import InvalidRequest
+from pipeline.simulator.answer import InvalidRequest
 
 MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 PALETTE = {
@@ -92,25 +99,56 @@ def _fill(width: int, height: int, colour: tuple[int, int, int], mode: str) -> I
     return fill
 
 
+@lru_cache(maxsize=8)
+def drift_table(amount: float) -> tuple[int, ...]:
+    """The 0..255 lookup of one channel under a drift of `amount` (see the docstring)."""
+    step = round(amount * 255)
+    table = []
+    for value in range(256):
+        if value + step <= 255:
+            table.append(value + step)
+        elif value - step >= 0:
+            table.append(value - step)
+        else:
+            table.append(255 if value < 128 else 0)
+    return tuple(table)
+
+
+def _drifted(image: Image.Image, amount: float) -> Image.Image:
+    if amount <= 0:
+        return image
+    table = list(drift_table(amount))
+    alpha = list(range(256)) if image.mode == "RGBA" else []
+    return image.point(table * 3 + alpha)
+
+
 def render(
-    image: bytes,
+    image: bytes | None,
     mask: bytes | None,
     prompt: str,
     size: tuple[int, int],
     output_format: str,
     background: str,
     compression: int | None,
+    *,
+    repaint: bool = False,
+    drift: float = 0.0,
 ) -> bytes:
-    """The edited image's file bytes, `size` pixels, in `output_format`."""
+    """The edited (or, without an image, generated) image's file bytes, `size` pixels, in
+    `output_format`."""
     mode = "RGBA" if background == "transparent" and output_format != "jpeg" else "RGB"
+    colour = prompt_colour(prompt)
+    if image is None:
+        return encode(_fill(*size, colour, mode), output_format, compression)
     base = _decode(image, mode, size)
     # Edit at the smaller of the input's and the output's resolution, then scale once: the
     # mask has the input's size, and a nearest-neighbour upscale keeps the encoding cheap.
     work = base.size if base.width * base.height <= size[0] * size[1] else size
     if base.size != work:
         base = base.resize(work, Image.Resampling.BILINEAR)
-    colour = prompt_colour(prompt)
-    if mask is None:
+    if repaint or drift >= 1:
+        edited = _fill(*work, colour, mode)
+    elif mask is None:
         edited = Image.blend(
             ImageOps.posterize(base.convert("RGB"), 3), Image.new("RGB", work, colour), TINT
         )
@@ -121,7 +159,7 @@ def render(
             keep = mask_image.convert("RGBA").getchannel("A")
         if keep.size != work:
             keep = keep.resize(work, Image.Resampling.NEAREST)
-        edited = Image.composite(base, _fill(*work, colour, mode), keep)
+        edited = Image.composite(_drifted(base, drift), _fill(*work, colour, mode), keep)
     if edited.size != size:
         edited = edited.resize(size, Image.Resampling.NEAREST)
     return encode(edited, output_format, compression)

@@ -1,40 +1,22 @@
 """The simulator's error answers, in the shapes the real API (or a proxy in front of it) sends:
-`{"error": {"message", "type", "param", "code"}}` JSON, or an HTML page for a 502.
-Wording follows the public API's messages as users report them (see shared/API-FACTS.md).
+`{"error": {"message", "type", "param", "code"}}` JSON, or an HTML page for a 502 (Azure's
+content filter: see azure.py). Wording follows the public API's messages as users report
+them (see shared/API-FACTS.md). Each function returns an `Answer`, not an HTTP response, so
+that batch lines get the same answers.
 """
 
 from __future__ import annotations
 
 import math
 
-from aiohttp import web
-
+from pipeline.simulator.answer import Answer, InvalidRequest
+from pipeline.simulator.azure import content_filter
 from pipeline.simulator.outcomes import Outcome
 from pipeline.simulator.ratelimit import Window, format_duration
 
 RATE_LIMITS_DOC = "https://platform.openai.com/account/rate-limits"
 ERROR_CODES_DOC = "https://platform.openai.com/docs/guides/error-codes/api-errors"
 HELP = "help.openai.com"
-
-
-class InvalidRequest(Exception):
-    """A request the API refuses as sent: status 400 (or 413), with the offending param."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = "invalid_value",
-        status: int = 400,
-        type: str = "invalid_request_error",  # the API's own field name
-    ):
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
-        self.status = status
-        self.type = type
 
 
 def api_error(
@@ -46,12 +28,12 @@ def api_error(
     code: str | None = None,
     headers: dict[str, str] | None = None,
     **extra: object,
-) -> web.Response:
+) -> Answer:
     error = {"message": message, "type": type, "param": param, "code": code, **extra}
-    return web.json_response({"error": error}, status=status, headers=headers)
+    return Answer(status=status, body={"error": error}, headers=dict(headers or {}))
 
 
-def invalid(exc: InvalidRequest) -> web.Response:
+def invalid(exc: InvalidRequest) -> Answer:
     return api_error(exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code)
 
 
@@ -63,7 +45,7 @@ def retry_after_headers(seconds: float) -> dict[str, str]:
     }
 
 
-def rate_limited(model: str, window: Window, retry_after_s: float) -> web.Response:
+def rate_limited(model: str, window: Window, retry_after_s: float) -> Answer:
     message = (
         f"Rate limit reached for {model} in organization org-simulator on requests per min "
         f"(RPM): Limit {window.limit}, Used {window.used}, Requested 1. Please try again in "
@@ -78,7 +60,7 @@ def rate_limited(model: str, window: Window, retry_after_s: float) -> web.Respon
     )
 
 
-def missing_key() -> web.Response:
+def missing_key() -> Answer:
     return api_error(
         401,
         "You didn't provide an API key. You need to provide your API key in an Authorization "
@@ -88,7 +70,7 @@ def missing_key() -> web.Response:
     )
 
 
-def wrong_key(key: str) -> web.Response:
+def wrong_key(key: str) -> Answer:
     shown = f"{key[:5]}{'*' * 12}{key[-4:]}" if len(key) > 12 else f"{key[:2]}***"
     return api_error(
         401,
@@ -109,7 +91,7 @@ BAD_GATEWAY_PAGE = """<html>
 """
 
 
-def fault(outcome: Outcome, model: str, request_id: str, default_retry_s: float) -> web.Response:
+def fault(outcome: Outcome, model: str, request_id: str, default_retry_s: float) -> Answer:
     """The answer of a scripted or drawn fault that is a plain HTTP error."""
     name = outcome.name
     headers = {} if outcome.retry_after_s is None else retry_after_headers(outcome.retry_after_s)
@@ -117,9 +99,9 @@ def fault(outcome: Outcome, model: str, request_id: str, default_retry_s: float)
         seconds = default_retry_s if outcome.retry_after_s is None else outcome.retry_after_s
         return rate_limited(model, Window(limit=5, remaining=0, reset_s=seconds), seconds)
     if name == "502":
-        return web.Response(
-            status=502, text=BAD_GATEWAY_PAGE, content_type="text/html", headers=headers
-        )
+        return Answer(status=502, html=BAD_GATEWAY_PAGE, headers=headers)
+    if name == "content_filter":
+        return content_filter(request_id)
     status, message, error_type, code, extra = _FAULTS[name]
     message = message.format(model=model, request_id=request_id)
     return api_error(status, message, type=error_type, code=code, headers=headers, **extra)

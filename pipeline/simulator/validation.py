@@ -1,46 +1,51 @@
-"""Checking an images/edits form the way the public API does: `check_form` turns the fields
-and files into an `EditRequest`, or raises `InvalidRequest` with the param and code the API
-would name. Blocking (Pillow reads image headers): run it in a thread. Limits: the API
-reference of images/edits (platform.openai.com/docs/api-reference/images/createEdit).
+"""Checking an images request the way the public API does: `check_form` turns the fields and
+files of an edit (multipart or JSON) or of a generation into an `ImageRequest`, or raises
+`InvalidRequest` with the param and code the API would name. Blocking (Pillow reads image
+headers): run it in a thread. Limits: the API reference of images/edits and
+images/generations (platform.openai.com/docs/api-reference/images); model rules: models.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 
-from PIL import Image
-
 from pipeline import tokens
-from pipeline.images import sniff_format
-from pipeline.simulator.form import FILE_FIELDS, Form, Upload
-from pipeline.simulator.replies import InvalidRequest
+from pipeline.simulator.answer import InvalidRequest
+from pipeline.simulator.form import FILE_FIELDS, Form
+from pipeline.simulator.models import SIM_DEFAULT_MODEL, check_size, rules_of
+from pipeline.simulator.uploads import check_images, check_mask, missing
 
 MAX_PROMPT = 32_000
-MAX_IMAGES = 16
-MAX_IMAGE_BYTES = 50 * 1024 * 1024
-MAX_MASK_BYTES = 4 * 1024 * 1024
-DEFAULT_MODEL = "gpt-image-1"
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
-TEXT_FIELDS = (
+ENDPOINTS = ("edits", "generations")
+COMMON_FIELDS = (
     "model", "prompt", "n", "size", "quality", "background", "output_format",
-    "output_compression", "input_fidelity", "user", "safety_identifier", "stream",
-    "partial_images",
+    "output_compression", "user", "safety_identifier", "stream", "partial_images",
 )  # fmt: skip
 CHOICES = {
     "quality": ("low", "medium", "high", "auto"),
     "background": ("transparent", "opaque", "auto"),
     "output_format": ("png", "jpeg", "webp"),
     "input_fidelity": ("low", "high"),
+    "moderation": ("auto", "low"),
 }
-SIZES = (*tokens.SIZES, "auto")
-MAX_FREE_SIDE = 4096  # the simulator's cap on gpt-image-2's free sizes, to bound render time
+
+
+def text_fields(endpoint: str, kind: str) -> tuple[str, ...]:
+    """The non-file fields a body may hold: edits add input_fidelity, and `moderation` exists
+    only in JSON bodies (generations are always JSON)."""
+    fields = COMMON_FIELDS
+    if endpoint == "edits":
+        fields += ("input_fidelity",)
+    if kind == "json":
+        fields += ("moderation",)
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
-class EditRequest:
-    """A checked request, with `auto` size and quality already resolved."""
+class ImageRequest:
+    """A checked request, with `auto` size and quality already resolved. A generation has
+    no images (and its `image_sha256` is the prompt's, the stats' key for "served twice")."""
 
     model: str
     prompt: str
@@ -54,22 +59,31 @@ class EditRequest:
     output_format: str
     output_compression: int | None
     input_fidelity: str
-    image_sha256: str  # of the first image: the stats' key for "served twice"
+    image_sha256: str
     mask_sha256: str | None
+    endpoint: str = "edits"
 
 
-def check_form(form: Form) -> EditRequest:
-    """The request the form describes, or InvalidRequest for its first problem."""
+def check_form(
+    form: Form,
+    endpoint: str = "edits",
+    *,
+    model: str | None = None,
+    default_model: str = SIM_DEFAULT_MODEL,
+) -> ImageRequest:
+    """The request the form describes, or InvalidRequest for its first problem. `model`
+    overrides the form's (an Azure deployment serves its own model whatever the body says)."""
+    allowed = text_fields(endpoint, form.kind)
     for upload in form.files:
-        if upload.field not in FILE_FIELDS:
+        if endpoint != "edits" or upload.field not in FILE_FIELDS:
             raise _unknown(upload.field)
     for name in form.fields:
-        if name not in TEXT_FIELDS:
+        if name not in allowed:
             raise _unknown(name)
     fields = form.fields
     prompt = fields.get("prompt")
     if prompt is None:
-        raise _missing("prompt")
+        raise missing("prompt")
     if not prompt:
         raise InvalidRequest(
             "Invalid 'prompt': string too short. Expected a string with minimum length 1, "
@@ -84,14 +98,15 @@ def check_form(form: Form) -> EditRequest:
             param="prompt",
             code="string_above_max_length",
         )
-    model = fields.get("model") or DEFAULT_MODEL
-    quality, background, output_format, fidelity = (
+    model = model or fields.get("model") or default_model
+    quality, background, output_format, fidelity, _ = (
         _choice(fields, name, default)
         for name, default in (
             ("quality", "auto"),
             ("background", "auto"),
             ("output_format", "png"),
             ("input_fidelity", "low"),
+            ("moderation", "auto"),
         )
     )
     n = parse_int(fields, "n", 1, 1, 10) or 1
@@ -102,7 +117,7 @@ def check_form(form: Form) -> EditRequest:
             "use 'png' or 'webp', or background 'opaque'.",
             param="background",
         )
-    if fidelity == "high" and model.startswith("gpt-image-1-mini"):
+    if fidelity == "high" and not rules_of(model).high_fidelity:
         raise InvalidRequest(
             f"input_fidelity 'high' is not supported by {model}; use 'low' or another model.",
             param="input_fidelity",
@@ -112,15 +127,19 @@ def check_form(form: Form) -> EditRequest:
             "The simulator does not stream; leave `stream` out or send false.", param="stream"
         )
     images = [u for u in form.files if u.field in ("image", "image[]")]
-    dims = _check_images(images)
-    masks = [u for u in form.files if u.field == "mask"]
-    if len(masks) > 1:
-        raise InvalidRequest("Send one mask at most.", param="mask")
-    mask = masks[0].data if masks else None
-    if mask is not None:
-        _check_mask(masks[0], dims[0])
-    size = _size(fields.get("size", "auto"), model, dims[0])
-    return EditRequest(
+    dims: list[tuple[int, int]] = []
+    mask = None
+    if endpoint == "edits":
+        dims = check_images(images, "images" if form.kind == "json" else "image")
+        masks = [u for u in form.files if u.field == "mask"]
+        if len(masks) > 1:
+            raise InvalidRequest("Send one mask at most.", param="mask")
+        mask = masks[0].data if masks else None
+        if mask is not None:
+            check_mask(masks[0], dims[0])
+    size = check_size(fields.get("size", "auto"), model, dims[0] if dims else None)
+    first = images[0].data if images else prompt.encode("utf-8")
+    return ImageRequest(
         model=model,
         prompt=prompt,
         images=tuple(u.data for u in images),
@@ -133,8 +152,9 @@ def check_form(form: Form) -> EditRequest:
         output_format=output_format,
         output_compression=compression,
         input_fidelity=fidelity,
-        image_sha256=hashlib.sha256(images[0].data).hexdigest(),
+        image_sha256=hashlib.sha256(first).hexdigest(),
         mask_sha256=None if mask is None else hashlib.sha256(mask).hexdigest(),
+        endpoint=endpoint,
     )
 
 
@@ -174,12 +194,6 @@ def _unknown(name: str) -> InvalidRequest:
     return InvalidRequest(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
 
 
-def _missing(name: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
-    )
-
-
 def _choice(fields: dict[str, str], name: str, default: str) -> str:
     value = fields.get(name, default)
     if value not in CHOICES[name]:
@@ -190,101 +204,3 @@ def _choice(fields: dict[str, str], name: str, default: str) -> str:
             param=name,
         )
     return value
-
-
-def _check_images(images: list[Upload]) -> list[tuple[int, int]]:
-    if not images:
-        raise _missing("image")
-    if len(images) > MAX_IMAGES:
-        raise InvalidRequest(
-            f"Invalid 'image': array too long. Expected an array with maximum length "
-            f"{MAX_IMAGES}, but got an array with length {len(images)} instead.",
-            param="image",
-            code="array_above_max_length",
-        )
-    dims = []
-    for number, upload in enumerate(images, start=1):
-        _check_mimetype(upload, "image")
-        if len(upload.data) >= MAX_IMAGE_BYTES:
-            raise InvalidRequest(
-                f"Image {number} is {len(upload.data) / 2**20:.1f} MB; each image must be "
-                "under 50 MB.",
-                param="image",
-                code="image_too_large",
-            )
-        dims.append(_header(upload.data, f"image {number}", "image")[0])
-    return dims
-
-
-def _header(data: bytes, what: str, param: str) -> tuple[tuple[int, int], bool]:
-    """(width, height) and whether there is an alpha channel, read from the file's header."""
-    bad = InvalidRequest(
-        f"Invalid image file or mode for {what}: it must be a PNG, JPEG or WEBP file; please "
-        "check your image file.",
-        param=param,
-        code="invalid_image_format",
-    )
-    if sniff_format(data) is None:
-        raise bad
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-            return image.size, has_alpha
-    except (OSError, SyntaxError, ValueError):
-        raise bad from None
-
-
-def _check_mimetype(upload: Upload, param: str) -> None:
-    if upload.content_type not in IMAGE_TYPES:
-        raise InvalidRequest(
-            f"Invalid file '{param}': unsupported mimetype ('{upload.content_type}'). "
-            "Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'.",
-            param=param,
-            code="unsupported_file_mimetype",
-        )
-
-
-def _check_mask(upload: Upload, image_dims: tuple[int, int]) -> None:
-    _check_mimetype(upload, "mask")
-    if len(upload.data) >= MAX_MASK_BYTES:
-        raise InvalidRequest(
-            f"The mask is {len(upload.data) / 2**20:.1f} MB; it must be under 4 MB.",
-            param="mask",
-            code="image_too_large",
-        )
-    if sniff_format(upload.data) != "png":
-        raise InvalidRequest(
-            "Invalid mask: it must be a PNG with an alpha channel.",
-            param="mask",
-            code="invalid_image_format",
-        )
-    mask_dims, has_alpha = _header(upload.data, "the mask", "mask")
-    if not has_alpha:
-        raise InvalidRequest(
-            "Invalid mask: it has no alpha channel; transparent pixels mark where to edit.",
-            param="mask",
-            code="invalid_image_format",
-        )
-    if mask_dims != image_dims:
-        raise InvalidRequest(
-            f"The mask is {mask_dims[0]}x{mask_dims[1]} but the image is "
-            f"{image_dims[0]}x{image_dims[1]}; a mask must have the first image's size.",
-            param="mask",
-        )
-
-
-def _size(value: str, model: str, first: tuple[int, int]) -> str:
-    if value == "auto":
-        return tokens.auto_size(*first)
-    if value in SIZES:
-        return value
-    dims = tokens.parse_size(value)
-    if model.startswith("gpt-image-2") and dims is not None:
-        if all(0 < side <= MAX_FREE_SIDE and side % 16 == 0 for side in dims):
-            return value
-    supported = ", ".join(f"'{s}'" for s in SIZES[:-1])
-    more = " (or WxH with sides divisible by 16)" if model.startswith("gpt-image-2") else ""
-    raise InvalidRequest(
-        f"Invalid value: '{value}'. Supported values are: {supported}, and 'auto'{more}.",
-        param="size",
-    )
