@@ -25,9 +25,9 @@ CATEGORIES = ("hate", "self_harm", "sexual", "violence")
 FLAGGED = "violence"
 
 
-def azure_error(status: int, code: str, message: str, **extra: object) -> Answer:
+def azure_error(http_status: int, code: str, message: str, **extra: object) -> Answer:
     """Azure's own error shape: `{"error": {"code", "message", ...}}`, no `type`."""
-    return Answer(status=status, body={"error": {"code": code, "message": message, **extra}})
+    return Answer(status=http_status, body={"error": {"code": code, "message": message, **extra}})
 
 
 def key_denial(headers: Mapping[str, str], expected: str | None) -> Answer | None:
