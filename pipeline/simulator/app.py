@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from pipeline.simulator import azure, replies
+from pipeline.simulator import azure, gateway, replies
 from pipeline.simulator.answer import Answer, InvalidRequest
 from pipeline.simulator.auth import bearer_denial
 from pipeline.simulator.config import SimConfig
@@ -167,6 +167,8 @@ class Simulator:
 
     def _outgoing(self, answer: Answer) -> Answer:
         """The answer as the client receives it (a gateway in front rewrites it)."""
+        if self.config.gateway == gateway.LITELLM:
+            return gateway.litellm_error(answer)
         return answer
 
     async def _send(self, request: web.Request, answer: Answer) -> web.StreamResponse:
@@ -250,6 +252,8 @@ class Simulator:
             response.headers["x-ratelimit-limit-requests"] = str(window.limit)
             response.headers["x-ratelimit-remaining-requests"] = str(window.remaining)
             response.headers["x-ratelimit-reset-requests"] = format_duration(window.reset_s)
+        if self.config.gateway == gateway.LITELLM:
+            gateway.rename_headers(response.headers)
 
     async def shutdown(self, app: web.Application) -> None:
         self.closing.set()

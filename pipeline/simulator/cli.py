@@ -10,7 +10,7 @@ import asyncio
 import signal
 import sys
 
-from pipeline.simulator.config import SimConfig, parse_faults
+from pipeline.simulator.config import GATEWAYS, SimConfig, parse_faults
 from pipeline.simulator.server import running
 
 
@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key", default=None, help="accept only this bearer key (default: any key)"
     )
+    parser.add_argument(
+        "--gateway",
+        choices=GATEWAYS,
+        default=None,
+        help="answer as this proxy in front of the API would: errors and headers rewritten (none)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             faults=args.faults,
             seed=args.seed,
             api_key=args.api_key,
+            gateway=args.gateway,
         )
     except ValueError as exc:
         print(f"editbatch simulate: {exc}", file=sys.stderr)
