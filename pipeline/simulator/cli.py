@@ -55,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="answer as this proxy in front of the API would: errors and headers rewritten (none)",
     )
+    parser.add_argument(
+        "--outside-drift",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="edits also change the pixels the mask keeps, by a mean |RGB| difference of X "
+        "(0 to 1; 1 repaints everything) (0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             api_key=args.api_key,
             gateway=args.gateway,
+            outside_drift=args.outside_drift,
         )
     except ValueError as exc:
         print(f"editbatch simulate: {exc}", file=sys.stderr)
