@@ -1,13 +1,11 @@
 """The simulator's aiohttp application: the routes, how an images request is read and decided
-(key, Azure deployment, body, checks, rate limit, then service.py's outcome and answer), how
-an answer goes out on the wire (transport faults included), and the headers every answer
-carries.
+(key, Azure deployment, body, checks, rate limit, then service.py's outcome and answer; the
+wire in wire.py), and the headers every answer carries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,21 +15,22 @@ from aiohttp import web
 
 from pipeline.simulator import azure, gateway, replies
 from pipeline.simulator.answer import Answer, InvalidRequest
-from pipeline.simulator.auth import bearer_denial
+from pipeline.simulator.auth import key_denial
+from pipeline.simulator.batches import BatchRoutes
 from pipeline.simulator.config import SimConfig
 from pipeline.simulator.files import FileRoutes, FileStore
 from pipeline.simulator.form import Form, read_body, read_form
 from pipeline.simulator.jsonbody import JSON_TYPE, form_of, parse_json
-from pipeline.simulator.outcomes import SCRIPT_HEADER, Outcome, find_script, parse_script
+from pipeline.simulator.outcomes import SCRIPT_HEADER
 from pipeline.simulator.ratelimit import TokenBucket, format_duration
 from pipeline.simulator.render import MIME
-from pipeline.simulator.service import Call, ImageService
+from pipeline.simulator.service import Call, ImageService, script_of
 from pipeline.simulator.stats import Stats
-from pipeline.simulator.validation import ENDPOINTS, ImageRequest, check_form
+from pipeline.simulator.validation import ENDPOINTS, check_form
+from pipeline.simulator.wire import send
 
 REQUEST_ID = web.RequestKey("request_id", str)
 ARRIVED = web.RequestKey("arrived", float)
-STALL_POLL_S = 0.05  # how often a stalled request looks whether its client gave up
 API_PREFIXES = ("/v1/", "/openai/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse | Answer]]
 
@@ -66,6 +65,7 @@ class Simulator:
         self.service = ImageService(config, self.stats, sleep)
         self.files = FileStore()
         self.file_routes = FileRoutes(self.files, self.max_bytes)
+        self.batch_routes = BatchRoutes(config, self.files, self.service)
         self.closing = asyncio.Event()
 
     @property
@@ -78,7 +78,7 @@ class Simulator:
         status, outcome = None, "error"
         try:
             answer, outcome = await self._images(request, route)
-            response = await self._send(request, self._outgoing(answer))
+            response = await send(request, self._outgoing(answer), self.closing)
             if answer.transport not in ("reset", "stall"):
                 status = response.status
             return response
@@ -86,10 +86,7 @@ class Simulator:
             self.stats.depart(status, outcome)
 
     async def _images(self, request: web.Request, route: Route) -> tuple[Answer, str]:
-        if route.azure:
-            denied = azure.key_denial(request.headers, self.config.api_key)
-        else:
-            denied = bearer_denial(request.headers, self.config.api_key)
+        denied = key_denial(request.headers, self.config.api_key, azure=route.azure)
         if denied is not None:
             return denied, "unauthorized"
         deployments, model = self.config.azure_deployments, None
@@ -102,16 +99,10 @@ class Simulator:
         try:
             form = await self._read(request, route)
             if route.azure and not route.classic:  # v1: the body's model names the deployment
-                name = form.fields.get("model", "")
-                model = azure.deployment_model(name, deployments) if name else None
-                if name and model is None:
+                name = _deployment_field(form)
+                model = azure.deployment_model(name, deployments)
+                if model is None:
                     return azure.deployment_not_found(name), "not_found"
-                if not name:
-                    raise InvalidRequest(
-                        "Missing required parameter: 'model' (the deployment's name).",
-                        param="model",
-                        code="missing_required_parameter",
-                    )
             checked = await asyncio.to_thread(
                 check_form,
                 form,
@@ -119,7 +110,7 @@ class Simulator:
                 model=model,
                 default_model=self.config.default_model,
             )
-            script = self._script(request, checked.prompt)
+            script = script_of(request.headers.get(SCRIPT_HEADER), checked.prompt)
         except InvalidRequest as exc:
             return replies.invalid(exc), "invalid"
         if self.bucket is not None:
@@ -128,20 +119,12 @@ class Simulator:
                 window = self.bucket.window()
                 reply = replies.rate_limited(checked.model, window, admission.retry_after_s)
                 return reply, "rate_limited"
+        origin = str(request.url.origin())
+        call = Call(checked, request[REQUEST_ID], origin, script, azure=route.azure)
         try:
-            return await self.service.answer(self._call(request, checked, script, route))
+            return await self.service.answer(call)
         except InvalidRequest as exc:
             return replies.invalid(exc), "invalid"
-
-    def _call(
-        self,
-        request: web.Request,
-        checked: ImageRequest,
-        script: tuple[str, tuple[Outcome, ...]] | None,
-        route: Route,
-    ) -> Call:
-        origin = str(request.url.origin())
-        return Call(checked, request[REQUEST_ID], origin, script, azure=route.azure)
 
     async def _read(self, request: web.Request, route: Route) -> Form:
         if request.content_type == JSON_TYPE:
@@ -155,58 +138,18 @@ class Simulator:
             )
         return await read_form(request, self.max_bytes)
 
-    def _script(self, request: web.Request, prompt: str) -> tuple[str, tuple[Outcome, ...]] | None:
-        found = find_script(request.headers.get(SCRIPT_HEADER), prompt)
-        if found is None:
-            return None
-        key, text, where = found
-        try:
-            return key, parse_script(text)
-        except ValueError as exc:
-            raise InvalidRequest(f"{where}: {exc}", param=where) from None
-
     def _outgoing(self, answer: Answer) -> Answer:
         """The answer as the client receives it (a gateway in front rewrites it)."""
         if self.config.gateway == gateway.LITELLM:
             return gateway.litellm_error(answer)
         return answer
 
-    async def _send(self, request: web.Request, answer: Answer) -> web.StreamResponse:
-        if answer.transport == "stall":
-            await self._stall(request)
-            return web.Response(status=504)  # never seen: the connection is gone
-        if answer.transport == "truncated":
-            payload = answer.payload()
-            return web.Response(body=payload[: len(payload) // 2], content_type=JSON_TYPE)
-        if answer.transport == "reset":
-            return await self._reset(request, answer.payload())
-        return answer.response()
-
-    async def _reset(self, request: web.Request, payload: bytes) -> web.StreamResponse:
-        """Headers and half the body, then the connection closes instead of the rest."""
-        response = web.StreamResponse(headers={"Content-Type": JSON_TYPE})
-        response.content_length = len(payload)
-        await response.prepare(request)
-        await response.write(payload[: len(payload) // 2])
-        _drop(request)
-        return response
-
-    async def _stall(self, request: web.Request) -> None:
-        """Answer nothing until the client gives up or the server shuts down."""
-        while not self.closing.is_set():
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.closing.wait(), STALL_POLL_S)
-        _drop(request)
-
     def guarded(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """A Files or Batches handler behind the bearer key, its refusals as API errors."""
 
         async def route(request: web.Request) -> web.StreamResponse:
             request[REQUEST_ID] = new_request_id()
-            answer = bearer_denial(request.headers, self.config.api_key)
+            answer = key_denial(request.headers, self.config.api_key)
             if answer is None:
                 try:
                     result = await handler(request)
@@ -230,7 +173,7 @@ class Simulator:
         return web.Response(body=data, content_type=MIME[name.rsplit(".", 1)[-1]])
 
     async def stats_view(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats.snapshot())
+        return web.json_response(self.stats.snapshot(self.batch_routes.by_status()))
 
     async def reset_view(self, request: web.Request) -> web.Response:
         self.stats.reset()
@@ -259,10 +202,16 @@ class Simulator:
         self.closing.set()
 
 
-def _drop(request: web.Request) -> None:
-    """Close the connection where it stands: the client gets what was sent, then EOF."""
-    if request.transport is not None:
-        request.transport.close()
+def _deployment_field(form: Form) -> str:
+    """The deployment an Azure v1 request names in its `model` field."""
+    name = form.fields.get("model")
+    if not name:
+        raise InvalidRequest(
+            "Missing required parameter: 'model' (the deployment's name).",
+            param="model",
+            code="missing_required_parameter",
+        )
+    return name
 
 
 SIMULATOR = web.AppKey("simulator", Simulator)
@@ -298,6 +247,11 @@ def make_app(
     app.router.add_get("/v1/files/{file_id}", guarded(files.retrieve))
     app.router.add_get("/v1/files/{file_id}/content", guarded(files.content))
     app.router.add_delete("/v1/files/{file_id}", guarded(files.delete))
+    batches = simulator.batch_routes
+    add("/v1/batches", guarded(batches.create))
+    app.router.add_get("/v1/batches", guarded(batches.listing))
+    app.router.add_get("/v1/batches/{batch_id}", guarded(batches.retrieve))
+    add("/v1/batches/{batch_id}/cancel", guarded(batches.cancel))
     for prefix in API_PREFIXES:
         app.router.add_route("*", prefix + "{tail:.*}", simulator.unknown_route)
     app.router.add_get("/_sim/stats", simulator.stats_view)
@@ -305,4 +259,5 @@ def make_app(
     app.router.add_get("/_sim/images/{name}", simulator.hosted_image)
     app.on_response_prepare.append(simulator.stamp)
     app.on_shutdown.append(simulator.shutdown)
+    app.on_shutdown.append(batches.close)
     return app

@@ -1,6 +1,7 @@
 """How Azure OpenAI differs from OpenAI on the image routes: the key in an `api-key` header,
 the api-version query of the classic route, deployments instead of models, and Azure's own
 error shapes (401, 404 for a missing api-version, 404 DeploymentNotFound, 400 content_filter).
+The `api-key` check itself is in auth.py.
 
 Routes: classic `POST /openai/deployments/{deployment}/images/{edits,generations}
 ?api-version=...` (the body's `model` is ignored, as Azure does) and v1 `POST
@@ -12,13 +13,11 @@ name is DeploymentNotFound); else itself when it is a known model name; else gpt
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 
 from pipeline.simulator.answer import Answer
 from pipeline.simulator.models import API_DEFAULT_MODEL, facts_of
 
-API_KEY_HEADER = "api-key"
 DEFAULT_DEPLOYMENT_MODEL = API_DEFAULT_MODEL
 # The per-category verdicts of a filtered request (the simulator flags "violence").
 CATEGORIES = ("hate", "self_harm", "sexual", "violence")
@@ -28,20 +27,6 @@ FLAGGED = "violence"
 def azure_error(http_status: int, code: str, message: str, **extra: object) -> Answer:
     """Azure's own error shape: `{"error": {"code", "message", ...}}`, no `type`."""
     return Answer(status=http_status, body={"error": {"code": code, "message": message, **extra}})
-
-
-def key_denial(headers: Mapping[str, str], expected: str | None) -> Answer | None:
-    """The 401 Azure answers when the `api-key` header is missing or wrong, else None."""
-    key = headers.get(API_KEY_HEADER, "").strip()
-    if key and (expected is None or hmac.compare_digest(key.encode(), expected.encode())):
-        return None
-    return azure_error(
-        401,
-        "401",
-        "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
-        "provide a valid key for an active subscription and use a correct regional API "
-        "endpoint for your resource.",
-    )
 
 
 def missing_api_version() -> Answer:

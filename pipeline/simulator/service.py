@@ -16,14 +16,16 @@ from dataclasses import dataclass
 
 from pipeline.simulator import replies
 from pipeline.simulator.accounting import USAGE_SHAPES, shaped_usage, usage_of
-from pipeline.simulator.answer import TRANSPORT_FAULTS, Answer
+from pipeline.simulator.answer import TRANSPORT_FAULTS, Answer, InvalidRequest
 from pipeline.simulator.config import SimConfig
 from pipeline.simulator.outcomes import (
     IMMEDIATE,
     QUALITY_LATENCY,
     Outcome,
     ScriptBook,
+    find_script,
     latency_s,
+    parse_script,
     pick_outcome,
     request_rng,
 )
@@ -43,6 +45,23 @@ RENDER_CACHE_BYTES = 128 * 2**20
 HOSTED_BYTES = 64 * 2**20
 
 
+# What a batch line answers for the outcomes that only exist on a connection.
+BATCH_STAND_INS = {name: "500" for name in (*TRANSPORT_FAULTS, "502")}
+Script = tuple[str, tuple[Outcome, ...]]
+
+
+def script_of(header: str | None, prompt: str) -> Script | None:
+    """(key, outcomes) of a scripted request, or None; InvalidRequest for a bad script."""
+    found = find_script(header, prompt)
+    if found is None:
+        return None
+    key, text, where = found
+    try:
+        return key, parse_script(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"{where}: {exc}", param=where) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """One checked request and where it came from. `script` is (key, outcomes) or None;
@@ -51,7 +70,7 @@ class Call:
     request: ImageRequest
     request_id: str
     origin: str
-    script: tuple[str, tuple[Outcome, ...]] | None = None
+    script: Script | None = None
     azure: bool = False
     batch: bool = False
 
@@ -81,9 +100,9 @@ class ImageService:
             outcome = pick_outcome(fault_draw, self.config.faults)
         if call.azure and outcome.name == "moderation":
             outcome = Outcome("content_filter")
-        if call.batch and outcome.name in TRANSPORT_FAULTS:
-            # A batch line has no connection to break: the provider's worker saw a failure.
-            outcome = Outcome("500")
+        if call.batch and outcome.name in BATCH_STAND_INS:
+            # A batch line has no connection to break nor a proxy: the worker saw a failure.
+            outcome = Outcome(BATCH_STAND_INS[outcome.name])
         return outcome, latency_draw
 
     async def answer(self, call: Call) -> tuple[Answer, str]:
