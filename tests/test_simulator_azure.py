@@ -158,3 +158,18 @@ async def test_the_content_filter_token_gives_the_same_answer_on_openai_routes()
 )
 def test_which_model_a_deployment_serves(name, deployments, model):
     assert deployment_model(name, deployments) == model
+
+
+async def test_the_v1_route_needs_the_deployment_in_the_model_field():
+    async with running() as url, aiohttp.ClientSession() as session:
+        async with session.post(
+            root(url) + "/openai/v1/images/generations",
+            json={"prompt": "x"},
+            headers={"api-key": KEY},
+        ) as response:
+            body = await response.json()
+    assert response.status == 400
+    assert (body["error"]["param"], body["error"]["code"]) == (
+        "model",
+        "missing_required_parameter",
+    )

@@ -11,6 +11,7 @@ import signal
 import sys
 
 from pipeline.simulator.config import GATEWAYS, SimConfig, parse_faults
+from pipeline.simulator.models import SIM_DEFAULT_MODEL
 from pipeline.simulator.server import running
 
 
@@ -19,6 +20,21 @@ def _faults(text: str) -> dict[str, float]:
         return parse_faults(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_deployments(text: str) -> dict[str, str]:
+    """`"photos=gpt-image-2,fast=gpt-image-1-mini"` -> {"photos": "gpt-image-2", ...}."""
+    deployments: dict[str, str] = {}
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        name, sep, model = (piece.strip() for piece in entry.partition("="))
+        if not sep or not name or not model:
+            raise argparse.ArgumentTypeError(
+                f"{entry!r} is not NAME=MODEL; write e.g. photos=gpt-image-2"
+            )
+        deployments[name] = model
+    return deployments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +79,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="edits also change the pixels the mask keeps, by a mean |RGB| difference of X "
         "(0 to 1; 1 repaints everything) (0)",
     )
+    parser.add_argument(
+        "--default-model",
+        default=SIM_DEFAULT_MODEL,
+        help=f"the model of a request that names none ({SIM_DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--azure-deployments",
+        type=parse_deployments,
+        default={},
+        metavar="NAME=MODEL,...",
+        help="Azure deployments and their models; others are DeploymentNotFound (default: any "
+        "name, served as itself when it is a model, else as gpt-image-1.5)",
+    )
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=2.0,
+        help="seconds a batch takes from validating to completed (2)",
+    )
+    parser.add_argument(
+        "--batch-expire-after",
+        type=int,
+        default=None,
+        metavar="LINES",
+        help="batches expire after answering this many lines (never)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
             api_key=args.api_key,
             gateway=args.gateway,
             outside_drift=args.outside_drift,
+            default_model=args.default_model,
+            azure_deployments=args.azure_deployments,
+            batch_seconds=args.batch_seconds,
+            batch_expire_after=args.batch_expire_after,
         )
     except ValueError as exc:
         print(f"editbatch simulate: {exc}", file=sys.stderr)
@@ -94,7 +140,8 @@ async def _serve(config: SimConfig, host: str, port: int) -> int:
         async with running(config, host, port) as url:
             print(url, flush=True)
             print(
-                f"editbatch simulator: POST {url}/images/edits, stats at "
+                f"editbatch simulator: POST {url}/images/edits (and /images/generations, "
+                f"/files, /batches, Azure's /openai/...), stats at "
                 f"{url.removesuffix('/v1')}/_sim/stats; stop with Ctrl+C",
                 file=sys.stderr,
                 flush=True,
