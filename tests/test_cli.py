@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import make_image, read_ledger_lines, simple_job, write_manifest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "manifests"
 

@@ -14,10 +14,11 @@ import pytest
 from helpers import make_image, make_mask, simple_job
 from PIL import Image
 
-from pipeline.errors import UsageError
-from pipeline.plan import Budget, Endpoint, Item, Limits, Output, Plan
-from pipeline.report import load_ledgers, load_sources, render_text, resolve_inputs, summarize
-from pipeline.report_html import thumbnail_uri, write_html
+from pipeline.core.errors import UsageError
+from pipeline.core.plan import Budget, Endpoint, Item, Limits, Output, Plan
+from pipeline.report.aggregate import load_ledgers, load_sources, resolve_inputs, summarize
+from pipeline.report.html import thumbnail_uri, write_html
+from pipeline.report.text import render_text
 
 
 def ts(second: int) -> str:
@@ -319,8 +320,8 @@ def test_resolve_inputs_brings_the_manifests_ledger_and_its_shards(tmp_path):
 
 
 async def test_report_of_a_simulated_run_equals_what_the_simulator_billed(tmp_path, sim_factory):
-    from pipeline.manifest import load_plan
-    from pipeline.runner import RunOptions, run
+    from pipeline.engine.runner import RunOptions, run
+    from pipeline.manifest.load import load_plan
 
     manifest = simple_job(tmp_path, 6)
     async with sim_factory() as sim:

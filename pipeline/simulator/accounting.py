@@ -9,7 +9,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-from pipeline import cost, tokens
+from pipeline.cost import pricing as cost
+from pipeline.cost import tokens
 from pipeline.simulator.validation import EditRequest
 
 MAX_ARRIVALS = 200_000

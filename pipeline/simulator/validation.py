@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from pipeline import tokens
-from pipeline.images import sniff_format
+from pipeline.cost import tokens
+from pipeline.media.images import sniff_format
 from pipeline.simulator.form import FILE_FIELDS, Form, Upload
 from pipeline.simulator.replies import InvalidRequest
 

@@ -1,0 +1,114 @@
+"""What a run reports while it goes (RunStats, read by progress displays) and when it ends
+(RunSummary, returned by `pipeline.run` and printed by the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from pipeline.cost.pricing import TokenCounts
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Live counters of one run, updated by the runner on the event loop."""
+
+    total: int = 0
+    done_before: int = 0
+    failed_before: int = 0  # failed in an earlier run, not retried (see --retry-failed)
+    pending: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    requests: int = 0
+    retries: dict[str, int] = field(default_factory=dict)  # by cause
+    errors: dict[str, int] = field(default_factory=dict)  # failure messages of this run
+    by_status: dict[str, int] = field(default_factory=dict)  # "200", "429", "timeout", ...
+    cost_usd: float = 0.0
+    budget_left_usd: float | None = None
+    tokens: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("text_input", "image_input", "image_output", "text_output"), 0
+        )
+    )
+
+    def add_tokens(self, counts: TokenCounts) -> None:
+        for kind in self.tokens:
+            self.tokens[kind] += getattr(counts, kind)
+
+    @property
+    def done(self) -> int:
+        return self.done_before + self.succeeded
+
+
+class Observer(Protocol):
+    """Receives a run's progress; the CLI's progress display implements it."""
+
+    def started(self, stats: RunStats) -> None: ...
+    def update(self, stats: RunStats) -> None: ...
+    def warning(self, text: str) -> None: ...
+    def finished(self, summary: RunSummary) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    run_id: str
+    manifest: str
+    reason: str  # completed | budget | fatal | interrupted
+    exit_code: int
+    stats: RunStats
+    duration_s: float
+    ledger: Path
+    output_dir: Path
+    budget_left_usd: float | None
+    spent_total_usd: float
+    messages: list[str]
+    simulated: bool = False
+
+    @property
+    def requests(self) -> int:
+        return self.stats.requests
+
+    @property
+    def cost_usd(self) -> float:
+        return self.stats.cost_usd
+
+    @property
+    def tokens(self) -> dict[str, int]:
+        return dict(self.stats.tokens)
+
+    def counts(self) -> dict[str, int]:
+        s = self.stats
+        return {
+            "total": s.total,
+            "done": s.done,
+            "done_before": s.done_before,
+            "succeeded": s.succeeded,
+            "failed": s.failed,
+            "failed_before": s.failed_before,
+            "pending": s.pending,
+        }
+
+    def to_json(self) -> dict:
+        return {
+            "run": self.run_id,
+            "manifest": self.manifest,
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+            "items": self.counts(),
+            "requests": self.requests,
+            "retries": dict(self.stats.retries),
+            "responses": dict(self.stats.by_status),
+            "tokens": self.tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "spent_total_usd": round(self.spent_total_usd, 6),
+            "budget_left_usd": None
+            if self.budget_left_usd is None
+            else round(self.budget_left_usd, 6),
+            "duration_s": round(self.duration_s, 3),
+            "ledger": str(self.ledger),
+            "output_dir": str(self.output_dir),
+            "messages": self.messages,
+            "simulated": self.simulated,
+        }
