@@ -11,7 +11,7 @@ import pytest
 from helpers import simple_job
 
 from pipeline.cli.progress import PlainProgress, human_summary
-from pipeline.engine import pool as dispatch
+from pipeline.engine import attempts as dispatch
 from pipeline.engine.runner import RunOptions, run
 from pipeline.manifest.load import load_plan
 from pipeline.simulator import SimConfig

@@ -27,7 +27,7 @@ from pipeline.core.fingerprint import DigestCache
 from pipeline.core.plan import Item, Plan
 from pipeline.cost.pricing import Price, price_table
 from pipeline.engine.budget import BudgetGuard
-from pipeline.engine.pool import Dispatcher
+from pipeline.engine.pool import Pool
 from pipeline.engine.summary import Observer, RunStats, RunSummary
 from pipeline.ledger.resume import classify
 from pipeline.ledger.shards import Shard, select_shard
@@ -242,7 +242,7 @@ class _Run:
             host=socket.gethostname(),
             options=self._options_record(),
         )
-        self.dispatcher = Dispatcher(
+        self.dispatcher = Pool(
             plan=self.plan,
             base_url=self.base_url,
             api_key=self.api_key,
