@@ -12,7 +12,7 @@ import sys
 from pipeline.cli.metrics import prometheus_text
 from pipeline.cli.progress import human_summary, make_progress
 from pipeline.core.errors import UsageError
-from pipeline.engine.runner import RunControl, RunOptions, run, select_items
+from pipeline.engine.runner import RunControl, RunOptions, run
 from pipeline.ledger.shards import Shard
 from pipeline.manifest.load import load_plan
 from pipeline.outputs.files import write_text_atomic
@@ -28,8 +28,6 @@ def run_command(args: argparse.Namespace) -> int:
             shard = Shard.parse(args.shard)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    if args.dry_run:
-        return _dry_run(args, plan, shard)
     sim_config = None
     if args.simulate:
         sim_config = _sim_config(args)
@@ -43,15 +41,18 @@ def run_command(args: argparse.Namespace) -> int:
         base_url=args.base_url,
         only=tuple(args.only or ()),
         retry_failed=args.retry_failed,
+        dry_run=args.dry_run,
         simulate=args.simulate,
         sim_config=sim_config,
         grace_s=args.grace,
         shard=shard,
-        observer=make_progress(args.progress),
+        observer=None if args.dry_run else make_progress(args.progress),
         control=control,
         seed=args.seed,
     )
     summary = asyncio.run(_run_with_signals(plan, options, control))
+    if summary.estimate is not None:
+        return _print_dry_run(args, summary)
     print(human_summary(summary), file=sys.stderr, flush=True)
     data = summary.to_json()
     if args.json:
@@ -106,23 +107,17 @@ def _sim_config(args: argparse.Namespace):
     )
 
 
-def _dry_run(args: argparse.Namespace, plan, shard: Shard | None) -> int:
-    from pipeline.cost.estimate import estimate_plan
-    from pipeline.ledger.status import classify_plan
+def _print_dry_run(args: argparse.Namespace, summary) -> int:
     from pipeline.report.text import render_estimate
 
-    items = select_items(plan, tuple(args.only or ()), shard)
-    classified = classify_plan(plan, items, retry_failed=args.retry_failed)
-    estimate = estimate_plan(plan, classified.pending)
     if args.json:
-        data = estimate.to_json(items=True)
-        data.update(done=len(classified.done), failed=len(classified.failed), dry_run=True)
-        print(json.dumps(data, indent=2), flush=True)
+        print(json.dumps(summary.to_json(), indent=2), flush=True)
     else:
+        s = summary.stats
         print(
-            f"dry run: {len(classified.done)} done, {len(classified.failed)} failed earlier, "
-            f"{len(classified.pending)} would be sent; nothing was sent",
+            f"dry run: {s.done_before} done, {s.failed_before} failed earlier, "
+            f"{s.pending} would be sent; nothing was sent",
             file=sys.stderr,
         )
-        print(render_estimate(estimate), flush=True)
-    return 0
+        print(render_estimate(summary.estimate), flush=True)
+    return summary.exit_code

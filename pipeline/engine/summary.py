@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.cost.estimate import PlanEstimate
 from pipeline.cost.pricing import TokenCounts
 
 
@@ -55,7 +56,7 @@ class Observer(Protocol):
 class RunSummary:
     run_id: str
     manifest: str
-    reason: str  # completed | budget | fatal | interrupted
+    reason: str  # completed | budget | fatal | interrupted | dry_run
     exit_code: int
     stats: RunStats
     duration_s: float
@@ -65,6 +66,7 @@ class RunSummary:
     spent_total_usd: float
     messages: list[str]
     simulated: bool = False
+    estimate: PlanEstimate | None = None  # a dry run's estimate of the pending items
 
     @property
     def requests(self) -> int:
@@ -91,6 +93,10 @@ class RunSummary:
         }
 
     def to_json(self) -> dict:
+        if self.estimate is not None:  # a dry run: the estimate with the items' states
+            data = self.estimate.to_json(items=True)
+            data.update(done=self.stats.done_before, failed=self.stats.failed_before, dry_run=True)
+            return data
         return {
             "run": self.run_id,
             "manifest": self.manifest,
@@ -112,3 +118,20 @@ class RunSummary:
             "messages": self.messages,
             "simulated": self.simulated,
         }
+
+
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+
+def verdict(reasons: list[str], stats: RunStats, signal_name: str | None) -> tuple[str, int]:
+    """A finished run's reason and exit code (CONTRACT section 2), from why dispatch stopped
+    and what is left: fatal beats a signal, which beats a budget stop with items pending."""
+    if "fatal" in reasons:
+        return "fatal", 4
+    if "interrupted" in reasons:
+        return "interrupted", SIGNAL_EXIT.get(signal_name or "", 130)
+    if "budget" in reasons and stats.pending > 0:
+        return "budget", 3
+    if stats.failed + stats.failed_before > 0 or stats.pending > 0:
+        return "completed", 1
+    return "completed", 0
