@@ -55,8 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-failed", action="store_true", help="try items that failed earlier again"
     )
     run.add_argument("--dry-run", action="store_true", help="plan and estimate; send nothing")
-    run.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
-    run.add_argument("--json", action="store_true", help="a machine-readable summary on stdout")
+    run.add_argument(
+        "--progress",
+        choices=("auto", "rich", "plain", "none"),
+        default="auto",
+        help="rich: a live bar; plain: a log line every 30 s; none: warnings only; "
+        "auto (default): rich on a terminal, plain otherwise",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print a machine-readable summary on stdout (the human one goes to stderr)",
+    )
     run.add_argument(
         "--simulate", action="store_true", help="use the built-in simulator (no key, no network)"
     )
@@ -99,21 +109,34 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", allow_abbrev=False, help="check the manifest and every input; send nothing"
     )
     validate.add_argument("manifest", type=Path, metavar="MANIFEST")
-    validate.add_argument("--json", action="store_true")
+    validate.add_argument(
+        "--json", action="store_true", help="print one JSON object: valid, problems or ids"
+    )
 
     estimate = sub.add_parser(
         "estimate", allow_abbrev=False, help="tokens and USD of the pending items"
     )
     estimate.add_argument("manifest", type=Path, metavar="MANIFEST")
-    estimate.add_argument("--json", action="store_true")
+    estimate.add_argument(
+        "--json", action="store_true", help="print one JSON object: totals, per model, per item"
+    )
     estimate.add_argument(
         "--retry-failed", action="store_true", help="count failed items as pending"
     )
 
     report = sub.add_parser("report", allow_abbrev=False, help="what the ledger says")
     report.add_argument("sources", nargs="+", type=Path, metavar="MANIFEST_OR_LEDGER")
-    report.add_argument("--json", action="store_true")
-    report.add_argument("--html", type=Path, metavar="FILE", help="write one self-contained page")
+    report.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: counts, cost, errors, every failed id (failed_ids)",
+    )
+    report.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="write one self-contained review page (instead of the text report)",
+    )
 
     simulate = sub.add_parser(
         "simulate", allow_abbrev=False, help="serve the built-in API simulator on loopback"
@@ -232,7 +255,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         _error(f"wrote {args.html}")
     if args.json:
         _print_json(report.to_json())
-    else:
+    elif not args.html:
         print(render_text(report), flush=True)
     return 0
 

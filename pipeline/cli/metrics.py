@@ -100,6 +100,12 @@ def prometheus_text(
         [("", float(summary.duration_s))],
     )
     metric(
+        "editbatch_run_simulated",
+        "gauge",
+        "1 when the last run was served by the built-in simulator (nothing billed), else 0.",
+        [("", int(summary.simulated))],
+    )
+    metric(
         "editbatch_run_exit_code",
         "gauge",
         "Exit status of the last run.",

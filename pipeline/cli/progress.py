@@ -11,6 +11,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from pipeline.engine import advice
 from pipeline.engine.summary import RunStats, RunSummary
 
 PLAIN_INTERVAL_S = 30.0
@@ -152,21 +153,13 @@ def make_progress(mode: str, stream: TextIO | None = None):
     return QuietProgress(stream)
 
 
-EXIT_MEANING = {
-    0: "every item is done",
-    1: "the run ended with failed items (see the ledger or `editbatch report`)",
-    3: "the budget stopped the run; run again with more budget to resume",
-    4: "aborted on an error no retry can fix",
-    130: "interrupted (SIGINT); run again to resume",
-    143: "terminated (SIGTERM); run again to resume",
-}
-
-
-def human_summary(summary: RunSummary) -> str:
+def human_summary(summary: RunSummary, manifest: str | None = None) -> str:
+    """The end-of-run summary for a person: what happened, why attempts failed (the top
+    causes, an example message each), which items failed, and what to type next."""
     s = summary.stats
+    manifest = manifest or str(summary.manifest_path or summary.manifest)
     lines = [
-        f"{summary.manifest}: {EXIT_MEANING.get(summary.exit_code, summary.reason)} "
-        f"(exit {summary.exit_code})",
+        f"{summary.manifest}: {advice.headline(summary)} (exit {summary.exit_code})",
         f"  items: {s.total} — done {s.done} ({s.succeeded} now, {s.done_before} before), "
         f"failed {s.failed} now + {s.failed_before} before, pending {s.pending}",
         f"  requests: {s.requests}, retries: "
@@ -182,6 +175,19 @@ def human_summary(summary: RunSummary) -> str:
     ]
     if summary.simulated:
         lines.append("  (served by the built-in simulator: nothing was billed)")
+    causes = advice.top_causes(s)
+    if causes:
+        lines.append("  failed attempts by cause:")
+        for cause in causes:
+            lines.append(f"    {cause.name} ×{cause.count}, e.g. {cause.example}")
+    if s.failed_ids:
+        lines.append(f"  failed now: {advice.shown_ids(s.failed_ids)}")
+    if s.failed_before_ids:
+        lines.append(f"  failed earlier: {advice.shown_ids(s.failed_before_ids)}")
+    if s.failed_ids or s.failed_before_ids:
+        lines.append(f"  every failed id: `editbatch report {manifest} --json` (failed_ids)")
     for message in summary.messages:
         lines.append(f"  note: {message}")
+    for step in advice.next_steps(summary, manifest):
+        lines.append(f"  next: {step}")
     return "\n".join(lines)

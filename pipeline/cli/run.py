@@ -12,6 +12,7 @@ import sys
 from pipeline.cli.metrics import prometheus_text
 from pipeline.cli.progress import human_summary, make_progress
 from pipeline.core.errors import UsageError
+from pipeline.engine import advice
 from pipeline.engine.runner import RunControl, RunOptions, run
 from pipeline.ledger.shards import Shard
 from pipeline.manifest.load import load_plan
@@ -53,8 +54,8 @@ def run_command(args: argparse.Namespace) -> int:
     summary = asyncio.run(_run_with_signals(plan, options, control))
     if summary.estimate is not None:
         return _print_dry_run(args, summary)
-    print(human_summary(summary), file=sys.stderr, flush=True)
-    data = summary.to_json()
+    print(human_summary(summary, str(args.manifest)), file=sys.stderr, flush=True)
+    data = summary.to_json() | advice.diagnosis(summary, str(args.manifest))
     if args.json:
         print(json.dumps(data, indent=2), flush=True)
     if args.summary_file:

@@ -154,7 +154,9 @@ class Attempts:
             outputs = await write_outputs(self.plan, item, response.images)
         except ValueError as exc:  # the output name leaves the folder (a symlink, say)
             message = f"cannot write the output: {exc}"
-            await self.recorder.failed(item.id, prepared.key, "permanent", None, message, attempt)
+            await self.recorder.failed(
+                item.id, prepared.key, "permanent", None, message, attempt, cause="output"
+            )
             return
         except OSError as exc:  # disk full, permissions: every item would fail the same way
             message = (
@@ -162,7 +164,9 @@ class Attempts:
                 "permissions, then run again (this item stays pending)"
             )
             self.stops.stop("fatal", f"aborted: {message}")
-            await self.recorder.failed(item.id, prepared.key, "fatal", None, message, attempt)
+            await self.recorder.failed(
+                item.id, prepared.key, "fatal", None, message, attempt, cause="output"
+            )
             return
         cost, estimated = self._cost(prepared, response)
         await self.recorder.succeeded(

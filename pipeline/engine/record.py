@@ -28,6 +28,7 @@ class Recorder:
         """A failed attempt that will be retried (after retry_in_s; None: held back)."""
         cause = cause_of(exc)
         self.stats.retries[cause] = self.stats.retries.get(cause, 0) + 1
+        self.stats.note_cause(cause, exc.message)
         self.writer.write(
             "attempt_failed",
             item=prepared.item.id,
@@ -88,6 +89,7 @@ class Recorder:
         exc: AttemptError | None,
         message: str,
         attempts: int,
+        cause: str = "input",  # without an exception: what could not be read or written
     ) -> None:
         """The item's verdict: `permanent`, `exhausted`, or `fatal` (the run's, not the
         item's: a fatal item stays pending in the counts and runs again next time)."""
@@ -96,8 +98,10 @@ class Recorder:
             error.update(exc.describe())
         error["message"] = message
         await self.writer.awrite("failed", item=item_id, key=key, attempts=attempts, error=error)
+        # The last attempt has no attempt_failed line: its cause is counted here.
+        self.stats.note_cause(cause_of(exc) if exc is not None else cause, message)
         if cls != "fatal":
             self.stats.failed += 1
             self.stats.pending -= 1
-            self.stats.errors[message] = self.stats.errors.get(message, 0) + 1
+            self.stats.failed_ids.append(item_id)
         self._changed()

@@ -105,6 +105,7 @@ class RunSession:
         stats.total = len(items)
         stats.done_before = len(classified.done)
         stats.failed_before = len(classified.failed)
+        stats.failed_before_ids = [item.id for item in classified.failed]
         stats.pending = len(classified.pending)
         settings = self.settings
         total_usd = settings.total_usd
@@ -194,6 +195,8 @@ class RunSession:
             spent_total_usd=self.budget.spent_before + self.budget.spent,
             messages=list(self.messages),
             simulated=self.simulated,
+            manifest_path=self.plan.manifest_path,
+            base_url=self.base_url,
         )
 
 

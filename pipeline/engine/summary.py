@@ -12,6 +12,19 @@ from pipeline.cost.pricing import TokenCounts
 
 
 @dataclass(slots=True)
+class Cause:
+    """Why attempts failed: a cause (`connection`, `rate_limit`, `rejected`, ...; see
+    `api.answers.cause_of`), how many attempts it ended, and the first message seen."""
+
+    name: str
+    count: int = 0
+    example: str = ""
+
+    def to_json(self) -> dict:
+        return {"cause": self.name, "count": self.count, "example": self.example}
+
+
+@dataclass(slots=True)
 class RunStats:
     """Live counters of one run, updated by the runner on the event loop."""
 
@@ -24,7 +37,9 @@ class RunStats:
     in_flight: int = 0
     requests: int = 0
     retries: dict[str, int] = field(default_factory=dict)  # by cause
-    errors: dict[str, int] = field(default_factory=dict)  # failure messages of this run
+    causes: dict[str, Cause] = field(default_factory=dict)  # failed attempts by cause
+    failed_ids: list[str] = field(default_factory=list)  # items that failed in this run
+    failed_before_ids: list[str] = field(default_factory=list)  # ... in an earlier run
     by_status: dict[str, int] = field(default_factory=dict)  # "200", "429", "timeout", ...
     cost_usd: float = 0.0
     budget_left_usd: float | None = None
@@ -33,6 +48,15 @@ class RunStats:
             ("text_input", "image_input", "image_output", "text_output"), 0
         )
     )
+
+    def note_cause(self, cause: str, message: str) -> None:
+        """One failed attempt (or item verdict without an attempt) of this cause."""
+        tally = self.causes.get(cause)
+        if tally is None:
+            tally = self.causes[cause] = Cause(cause)
+        tally.count += 1
+        if not tally.example:
+            tally.example = message
 
     def add_tokens(self, counts: TokenCounts) -> None:
         for kind in self.tokens:
@@ -67,6 +91,8 @@ class RunSummary:
     messages: list[str]
     simulated: bool = False
     estimate: PlanEstimate | None = None  # a dry run's estimate of the pending items
+    manifest_path: Path | None = None
+    base_url: str = ""  # where requests went (the simulator's loopback URL with --simulate)
 
     @property
     def requests(self) -> int:

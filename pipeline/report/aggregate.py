@@ -99,7 +99,8 @@ class ErrorGroup:
     code: str | None
     message: str
     count: int
-    examples: list[str]
+    examples: list[str]  # the first few ids
+    more: int = 0  # ids of the group not in examples
 
 
 @dataclass(slots=True)
@@ -117,6 +118,7 @@ class Report:
     runs: list[RunSummary]
     errors: list[ErrorGroup]
     warnings: list[str] = field(default_factory=list)
+    failed_ids: list[str] = field(default_factory=list)  # every failed item, manifest order
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -172,6 +174,7 @@ def summarize(
         runs=runs,
         errors=_error_groups(failed),
         warnings=list(warnings),
+        failed_ids=[r["item"] for r in failed],
     )
 
 
@@ -256,6 +259,8 @@ def _error_groups(failed: Iterable[dict], top: int = 10) -> list[ErrorGroup]:
                 str(key[0]), key[1], key[2], key[3], str(err.get("message") or ""), 0, []
             )
         group.count += 1
-        if len(group.examples) < 3:
+        if len(group.examples) < 5:
             group.examples.append(rec["item"])
+        else:
+            group.more += 1
     return sorted(groups.values(), key=lambda g: -g.count)[:top]

@@ -63,8 +63,8 @@ def error_rows(report: Report) -> list[tuple[str, ...]]:
             g.cls,
             str(g.http_status or "-"),
             f"{g.type or '-'} / {g.code or '-'}",
-            g.message[:200],
-            ", ".join(g.examples),
+            g.message,
+            ", ".join(g.examples) + (f" and {g.more} more" if g.more else ""),
         )
         for g in report.errors
     ]
