@@ -19,14 +19,14 @@ from pathlib import Path
 from PIL import Image
 
 from bench.workload import work_dir
-from pipeline.cost import cost_of_usage, price_table
-from pipeline.fingerprint import KEY_VERSION, DigestCache, FileDigest, item_key
-from pipeline.ledger import VERSION, timestamp
-from pipeline.manifest import load_plan
-from pipeline.outputs import output_relpaths
-from pipeline.prepare import Preparer
-from pipeline.resume import classify
-from pipeline.status import read_job_state
+from pipeline.core.fingerprint import KEY_VERSION, DigestCache, FileDigest, item_key
+from pipeline.cost.pricing import cost_of_usage, price_table
+from pipeline.engine.prepare import Preparer
+from pipeline.ledger.resume import classify
+from pipeline.ledger.status import read_job_state
+from pipeline.ledger.writer import VERSION, timestamp
+from pipeline.manifest.load import load_plan
+from pipeline.outputs.files import output_relpaths
 
 HEAD = "version: 1\ndefaults:\n  model: gpt-image-1\n  quality: low\n  size: 1024x1024\n"
 USAGE = {

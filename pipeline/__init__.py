@@ -18,15 +18,15 @@ __all__ = ["RunOptions", "RunSummary", "__version__", "load_plan", "run"]
 def __getattr__(name: str):
     # Imported lazily so `python -m pipeline schema` and the simulator don't pay for the runner.
     if name in ("run", "RunOptions", "RunControl"):
-        from pipeline import runner
+        from pipeline.engine import runner
 
         return getattr(runner, name)
     if name == "RunSummary":
-        from pipeline.summary import RunSummary
+        from pipeline.engine.summary import RunSummary
 
         return RunSummary
     if name == "load_plan":
-        from pipeline.manifest import load_plan
+        from pipeline.manifest.load import load_plan
 
         return load_plan
     raise AttributeError(name)

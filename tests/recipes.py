@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.cli import build_parser
-from pipeline.shards import Shard
+from pipeline.cli.main import build_parser
+from pipeline.ledger.shards import Shard
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = ROOT / "jobs"

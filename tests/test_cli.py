@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import make_image, read_ledger_lines, simple_job, write_manifest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "manifests"
 
@@ -116,8 +116,8 @@ def test_report_json_text_and_html(demo, capsys, tmp_path):
     code, out, _ = run_cli(capsys, "report", ledger)
     assert code == 0 and "USD" in out.upper()
     page = tmp_path / "report.html"
-    code, _, _ = run_cli(capsys, "report", demo, "--html", page)
-    assert code == 0
+    code, out, err = run_cli(capsys, "report", demo, "--html", page)
+    assert code == 0 and out == "" and f"wrote {page}" in err  # the page, not the text too
     html = page.read_text()
     images = []
 
@@ -154,6 +154,7 @@ def test_summary_and_metrics_files(tmp_path, capsys, sim_factory):
     assert 'editbatch_items{manifest="job",state="done"} 2' in metrics
     assert "editbatch_last_success_timestamp_seconds" in metrics
     assert "# TYPE editbatch_run_cost_usd gauge" in metrics
+    assert 'editbatch_run_simulated{manifest="job"} 1' in metrics  # nothing was billed
 
 
 def test_schema_prints_the_committed_schema(capsys):

@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from pipeline.client import EditRequest, EditsClient, build_form, form_value
-from pipeline.errors import FatalError, PermanentError, RateLimited, RetryableError
-from pipeline.images import sniff_format
-from pipeline.retry import cause_of
+from pipeline.api.answers import cause_of
+from pipeline.api.client import EditRequest, EditsClient, build_form, form_value
+from pipeline.core.errors import FatalError, PermanentError, RateLimited, RetryableError
+from pipeline.media.images import sniff_format
 
 KEY = "sk-test-SECRET-0123456789"
 EDITS = "/v1/images/edits"

@@ -10,10 +10,10 @@ from types import MappingProxyType
 import pytest
 from helpers import make_image, make_mask
 
-from pipeline import tokens
-from pipeline.cost import cost_of_usage, price_table
-from pipeline.estimate import estimate_item, estimate_plan, worst_cost_usd
-from pipeline.plan import Budget, Endpoint, Item, Limits, Output, Plan
+from pipeline.core.plan import Budget, Endpoint, Item, Limits, Output, Plan
+from pipeline.cost import tokens
+from pipeline.cost.estimate import estimate_item, estimate_plan, worst_cost_usd
+from pipeline.cost.pricing import cost_of_usage, price_table
 
 PRICES = price_table()
 GPT1 = PRICES["gpt-image-1"]

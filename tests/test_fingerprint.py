@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.fingerprint import DigestCache, file_digest, item_key
-from pipeline.plan import Item
+from pipeline.core.fingerprint import DigestCache, file_digest, item_key
+from pipeline.core.plan import Item
 
 
 def make_item(tmp_path: Path, **changes) -> Item:

@@ -8,7 +8,7 @@ import os
 import pytest
 from PIL import Image
 
-from pipeline.images import (
+from pipeline.media.images import (
     BadImage,
     content_type,
     converted_mask_bound,

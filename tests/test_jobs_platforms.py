@@ -26,7 +26,7 @@ from recipes import (
     unit_sections,
 )
 
-from pipeline.shards import Shard
+from pipeline.ledger.shards import Shard
 
 SERVICE = JOBS / "systemd" / "editbatch@.service"
 VENV_BIN = Path(sys.executable).parent

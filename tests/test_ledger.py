@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import LedgerCorrupt, LedgerLocked
-from pipeline.ledger import LedgerWriter, ResumeState, iter_ledger, read_ledger
+from pipeline.core.errors import LedgerCorrupt, LedgerLocked
+from pipeline.ledger.writer import LedgerWriter, ResumeState, iter_ledger, read_ledger
 
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -116,7 +116,7 @@ def test_sigkill_right_after_writing_loses_no_line(tmp_path):
     done = run_python(
         """
         import os, signal, sys
-        from pipeline.ledger import LedgerWriter
+        from pipeline.ledger.writer import LedgerWriter
         w = LedgerWriter.open(sys.argv[1], run_id="r")
         for i in range(50):
             w.write("attempt_failed", item=f"i{i}", key="k", attempt=1)
@@ -135,7 +135,7 @@ def test_a_failed_partial_write_is_taken_back(tmp_path):
     done = run_python(
         """
         import os, resource, signal, sys
-        from pipeline.ledger import LedgerWriter
+        from pipeline.ledger.writer import LedgerWriter
         w = LedgerWriter.open(sys.argv[1], run_id="r")
         w.write("attempt_failed", item="first")
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -159,7 +159,7 @@ def test_a_failed_partial_write_is_taken_back(tmp_path):
 
 HOLDER = """
 import sys, time
-from pipeline.ledger import LedgerWriter
+from pipeline.ledger.writer import LedgerWriter
 writer = LedgerWriter.open(sys.argv[1], run_id="holder")
 print("ready", flush=True)
 time.sleep(60)
@@ -191,8 +191,8 @@ def test_a_process_is_refused_while_this_one_holds_the_ledger(tmp_path):
         done = run_python(
             """
             import sys
-            from pipeline.errors import LedgerLocked
-            from pipeline.ledger import LedgerWriter
+            from pipeline.core.errors import LedgerLocked
+            from pipeline.ledger.writer import LedgerWriter
             try:
                 LedgerWriter.open(sys.argv[1], run_id="second")
             except LedgerLocked as exc:

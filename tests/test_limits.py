@@ -13,14 +13,14 @@ import math
 
 import pytest
 
-from pipeline.limits import (
+from pipeline.engine.pacing import (
     DEFAULT_429_PAUSE_S,
     RETRY_BUDGET_MESSAGE,
     RateGate,
     RetryBudget,
     littles_law_warning,
 )
-from pipeline.ratecontrol import (
+from pipeline.engine.ratecontrol import (
     FLOOR_PER_S,
     Headers,
     RateState,

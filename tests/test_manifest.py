@@ -10,9 +10,9 @@ import pytest
 import yaml
 from helpers import make_image, make_mask, write_manifest
 
-from pipeline.errors import ManifestError
-from pipeline.manifest import SCHEMA_FILE, json_schema, load_plan, write_schema
-from pipeline.plan import DEFAULT_BASE_URL
+from pipeline.core.errors import ManifestError
+from pipeline.core.plan import DEFAULT_BASE_URL
+from pipeline.manifest.load import SCHEMA_FILE, json_schema, load_plan, write_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "manifests" / "demo.yaml"
@@ -26,7 +26,7 @@ def write_yaml(folder: Path, text: str, name: str = "job.yaml") -> Path:
 
 def test_schema_file_is_the_generated_schema():
     assert json.loads(SCHEMA_FILE.read_text()) == json_schema(), (
-        "schema/manifest.schema.json is stale: run python -m pipeline.manifest"
+        "schema/manifest.schema.json is stale: run python -m pipeline.manifest.load"
     )
 
 

@@ -10,9 +10,9 @@ from helpers import make_image, make_mask
 from PIL import Image
 from test_manifest import write_yaml
 
-from pipeline import validate, yamlfile
-from pipeline.errors import ManifestError
-from pipeline.manifest import load_plan
+from pipeline.core.errors import ManifestError
+from pipeline.manifest import validate, yamlfile
+from pipeline.manifest.load import load_plan
 
 HEAD = "version: 1\ndefaults: {model: gpt-image-1}\n"
 

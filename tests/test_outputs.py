@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.outputs import (
+from pipeline.core.plan import Item
+from pipeline.outputs.files import (
     OutputFile,
     extension,
     output_intact,
@@ -21,7 +22,6 @@ from pipeline.outputs import (
     safe_join,
     write_atomic,
 )
-from pipeline.plan import Item
 
 
 def make_item(item_id="sku-1", image="/in/photo.jpg", **params) -> Item:
@@ -139,7 +139,7 @@ def test_write_atomic_keeps_the_old_file_whole_when_a_write_fails_midway(tmp_pat
         f"""
         import resource, signal, sys
         from pathlib import Path
-        from pipeline.outputs import write_atomic
+        from pipeline.outputs.files import write_atomic
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
         try:

@@ -10,10 +10,10 @@ import weakref
 import pytest
 from helpers import simple_job
 
-from pipeline import dispatch
-from pipeline.manifest import load_plan
-from pipeline.progress import PlainProgress, human_summary
-from pipeline.runner import RunOptions, run
+from pipeline.cli.progress import PlainProgress, human_summary
+from pipeline.engine import attempts as dispatch
+from pipeline.engine.runner import RunOptions, run
+from pipeline.manifest.load import load_plan
 from pipeline.simulator import SimConfig
 
 
@@ -69,7 +69,7 @@ async def test_at_most_concurrency_items_are_held_in_memory(
 async def test_the_rich_bar_shows_done_in_flight_retries_and_spend(tmp_path, sim_factory):
     from rich.console import Console
 
-    from pipeline.progress import RichProgress
+    from pipeline.cli.progress import RichProgress
 
     manifest = simple_job(tmp_path, 4, prompt="p [sim:500,ok]", budget={"run_usd": 1.0})
     stream = io.StringIO()

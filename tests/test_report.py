@@ -14,10 +14,11 @@ import pytest
 from helpers import make_image, make_mask, simple_job
 from PIL import Image
 
-from pipeline.errors import UsageError
-from pipeline.plan import Budget, Endpoint, Item, Limits, Output, Plan
-from pipeline.report import load_ledgers, load_sources, render_text, resolve_inputs, summarize
-from pipeline.report_html import thumbnail_uri, write_html
+from pipeline.core.errors import UsageError
+from pipeline.core.plan import Budget, Endpoint, Item, Limits, Output, Plan
+from pipeline.report.aggregate import load_ledgers, load_sources, resolve_inputs, summarize
+from pipeline.report.html import thumbnail_uri, write_html
+from pipeline.report.text import render_text
 
 
 def ts(second: int) -> str:
@@ -100,16 +101,29 @@ def test_totals_equal_the_sums_over_the_ledger():
     assert run["cost_usd"] == pytest.approx(0.07) and run["exit_code"] == 1
     (group,) = data["errors"]
     assert group["class"] == "permanent" and group["code"] == "moderation_blocked"
-    assert group["count"] == 2 and group["examples"] == ["d", "e"]
+    assert group["count"] == 2 and group["examples"] == ["d", "e"] and group["more"] == 0
+    assert data["failed_ids"] == ["d", "e"]
     json.dumps(data)  # machine-readable as is
 
 
-def test_error_groups_sort_by_count_and_keep_three_examples():
-    records = [failed(f"q{i}", i, **{"class": "fatal", "http_status": 401}) for i in range(4)]
+def test_error_groups_sort_by_count_and_keep_five_examples_the_json_every_id():
+    records = [failed(f"q{i}", i, **{"class": "fatal", "http_status": 401}) for i in range(7)]
     records.append(failed("m", 9))
-    groups = summarize(records).errors
-    assert [(g.cls, g.count) for g in groups] == [("fatal", 4), ("permanent", 1)]
-    assert groups[0].examples == ["q0", "q1", "q2"]
+    report = summarize(records)
+    groups = report.errors
+    assert [(g.cls, g.count) for g in groups] == [("fatal", 7), ("permanent", 1)]
+    assert groups[0].examples == ["q0", "q1", "q2", "q3", "q4"] and groups[0].more == 2
+    assert report.to_json()["failed_ids"] == [*(f"q{i}" for i in range(7)), "m"]
+    assert "q0, q1, q2, q3, q4 and 2 more" in render_text(report, width=200)
+
+
+def test_render_text_keeps_long_messages_whole_and_wraps_them_at_words():
+    message = " ".join(f"word{i:03d}" for i in range(60))  # 479 characters
+    report = summarize([failed("a", 1, message=message)])
+    text = render_text(report, width=100)
+    words = text.replace("│", " ").split()
+    for i in range(60):
+        assert f"word{i:03d}" in words  # every word, none cut in two
 
 
 def test_last_final_record_of_an_item_wins_across_runs():
@@ -319,8 +333,8 @@ def test_resolve_inputs_brings_the_manifests_ledger_and_its_shards(tmp_path):
 
 
 async def test_report_of_a_simulated_run_equals_what_the_simulator_billed(tmp_path, sim_factory):
-    from pipeline.manifest import load_plan
-    from pipeline.runner import RunOptions, run
+    from pipeline.engine.runner import RunOptions, run
+    from pipeline.manifest.load import load_plan
 
     manifest = simple_job(tmp_path, 6)
     async with sim_factory() as sim:

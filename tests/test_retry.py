@@ -8,24 +8,22 @@ import random
 
 import pytest
 
-from pipeline.errors import (
-    AttemptError,
-    FatalError,
-    PermanentError,
-    RateLimited,
-    RetryableError,
-)
-from pipeline.retry import (
-    backoff_s,
+from pipeline.api.answers import (
     cause_of,
     classify,
     fix_hint,
     one_line,
     parse_retry_after,
     read_error,
-    retrying,
-    worth_retrying,
 )
+from pipeline.core.errors import (
+    AttemptError,
+    FatalError,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+)
+from pipeline.engine.retry import backoff_s, retrying, worth_retrying
 
 NOW = 1_700_000_000.0
 

@@ -7,9 +7,9 @@ import itertools
 import pytest
 from helpers import make_image, read_ledger_lines, simple_job, write_manifest
 
-from pipeline.errors import UsageError
-from pipeline.manifest import load_plan
-from pipeline.runner import RunOptions, run
+from pipeline.core.errors import UsageError
+from pipeline.engine.runner import RunOptions, run
+from pipeline.manifest.load import load_plan
 from pipeline.simulator import SimConfig
 
 
@@ -346,9 +346,9 @@ async def test_an_output_that_cannot_be_written_aborts_with_exit_4(tmp_path, sim
 
 
 async def test_resume_decides_done_items_without_rereading_their_inputs(tmp_path, sim_factory):
-    from pipeline.fingerprint import DigestCache
-    from pipeline.resume import classify
-    from pipeline.status import read_job_state
+    from pipeline.core.fingerprint import DigestCache
+    from pipeline.ledger.resume import classify
+    from pipeline.ledger.status import read_job_state
 
     manifest = simple_job(tmp_path, 5)
     plan = load_plan(manifest)

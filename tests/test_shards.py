@@ -10,10 +10,10 @@ import sys
 import pytest
 from helpers import read_ledger_lines, simple_job
 
-from pipeline.manifest import load_plan
-from pipeline.report import load_sources, summarize
-from pipeline.runner import RunOptions, run
-from pipeline.shards import Shard, job_ledgers, select_shard
+from pipeline.engine.runner import RunOptions, run
+from pipeline.ledger.shards import Shard, job_ledgers, select_shard
+from pipeline.manifest.load import load_plan
+from pipeline.report.aggregate import load_sources, summarize
 from pipeline.simulator import SimConfig
 
 
@@ -129,7 +129,7 @@ async def test_shards_split_the_run_budget(tmp_path, sim_factory):
 
 
 def test_a_sharded_dry_run_estimates_only_the_shard_items(tmp_path, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     manifest = simple_job(tmp_path, 30)
     plan = load_plan(manifest)

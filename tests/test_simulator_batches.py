@@ -13,7 +13,7 @@ import openai
 import pytest
 from simfixtures import KEY, decode, image_bytes, sim_stats
 
-from pipeline import cost
+from pipeline.cost import pricing as cost
 from pipeline.simulator import SimConfig, running
 
 FAST = SimConfig(batch_seconds=0.2)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pipeline import cost, tokens
+from pipeline.cost import pricing as cost
+from pipeline.cost import tokens
 from pipeline.simulator import models
 from pipeline.simulator.validation import ImageRequest
 

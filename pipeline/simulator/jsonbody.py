@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.images import content_type, sniff_format
+from pipeline.media.images import content_type, sniff_format
 from pipeline.simulator.answer import InvalidRequest
 from pipeline.simulator.form import Form, Upload
 from pipeline.simulator.validation import text_fields

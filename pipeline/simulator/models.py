@@ -24,7 +24,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from pipeline import tokens
+from pipeline.cost import tokens
 from pipeline.simulator.answer import InvalidRequest
 
 FREE_SIZE_STEP = 16

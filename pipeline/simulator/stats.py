@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-from pipeline import cost
+from pipeline.cost import pricing as cost
 from pipeline.simulator.accounting import usd_of
 
 MAX_ARRIVALS = 200_000

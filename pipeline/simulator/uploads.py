@@ -9,7 +9,7 @@ import io
 
 from PIL import Image
 
-from pipeline.images import sniff_format
+from pipeline.media.images import sniff_format
 from pipeline.simulator.answer import InvalidRequest
 from pipeline.simulator.form import Upload
 

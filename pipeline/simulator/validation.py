@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from pipeline import tokens
+from pipeline.cost import tokens
 from pipeline.simulator.answer import InvalidRequest
 from pipeline.simulator.form import FILE_FIELDS, Form
 from pipeline.simulator.models import SIM_DEFAULT_MODEL, check_size, rules_of

@@ -1,0 +1,282 @@
+"""The `editbatch` command: a thin layer over the library. It parses options, prints, and maps
+outcomes to exit codes (CONTRACT section 2); all the work is in `pipeline.*`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.core.errors import ManifestError, UsageError
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # a bug in editbatch (EX_SOFTWARE); never an API outcome
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # No abbreviations: a scheduled command line must keep working only while its options exist.
+    parser = argparse.ArgumentParser(
+        prog="editbatch",
+        allow_abbrev=False,
+        description="Batch image edits through an OpenAI-compatible API, with budgets, "
+        "retries, a JSONL ledger and resume.",
+    )
+    parser.add_argument("--version", action="version", version=f"editbatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", allow_abbrev=False, help="run the job; a second call resumes it")
+    run.add_argument("manifest", type=Path, metavar="MANIFEST")
+    run.add_argument("--concurrency", type=_positive_int, help="requests in flight at most")
+    run.add_argument(
+        "--rpm", type=_non_negative, help="requests per minute, spaced evenly (0 = adapt)"
+    )
+    run.add_argument("--max-usd", type=_non_negative, help="budget of this run in USD")
+    run.add_argument("--base-url", help="the API's base URL, e.g. https://api.openai.com/v1")
+    run.add_argument("--only", nargs="+", metavar="ID", default=(), help="run only these items")
+    run.add_argument(
+        "--retry-failed", action="store_true", help="try items that failed earlier again"
+    )
+    run.add_argument("--dry-run", action="store_true", help="plan and estimate; send nothing")
+    run.add_argument(
+        "--progress",
+        choices=("auto", "rich", "plain", "none"),
+        default="auto",
+        help="rich: a live bar; plain: a log line every 30 s; none: warnings only; "
+        "auto (default): rich on a terminal, plain otherwise",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print a machine-readable summary on stdout (the human one goes to stderr)",
+    )
+    run.add_argument(
+        "--simulate", action="store_true", help="use the built-in simulator (no key, no network)"
+    )
+    run.add_argument(
+        "--grace",
+        type=_non_negative,
+        default=30.0,
+        metavar="SECONDS",
+        help="after SIGINT/SIGTERM, how long requests in flight may finish (default 30)",
+    )
+    run.add_argument("--shard", metavar="K/N", help="run shard K (0..N-1) of N of this job")
+    run.add_argument(
+        "--summary-file", type=Path, metavar="PATH", help="write the JSON summary here too"
+    )
+    run.add_argument(
+        "--metrics-file", type=Path, metavar="PATH", help="write Prometheus textfile metrics here"
+    )
+    run.add_argument(
+        "--sim-latency",
+        type=_non_negative,
+        default=None,
+        metavar="SECONDS",
+        help="with --simulate: mean latency per request (default 0.4)",
+    )
+    run.add_argument(
+        "--sim-faults", metavar="SPEC", help="with --simulate: e.g. 500=0.05,429=0.1,reset=0.02"
+    )
+    run.add_argument(
+        "--sim-rpm",
+        type=_non_negative,
+        default=0.0,
+        metavar="N",
+        help="with --simulate: the simulator's rate limit (requests per minute)",
+    )
+    run.add_argument(
+        "--seed", type=int, default=None, help="seed for backoff jitter and the simulator"
+    )
+
+    validate = sub.add_parser(
+        "validate", allow_abbrev=False, help="check the manifest and every input; send nothing"
+    )
+    validate.add_argument("manifest", type=Path, metavar="MANIFEST")
+    validate.add_argument(
+        "--json", action="store_true", help="print one JSON object: valid, problems or ids"
+    )
+
+    estimate = sub.add_parser(
+        "estimate", allow_abbrev=False, help="tokens and USD of the pending items"
+    )
+    estimate.add_argument("manifest", type=Path, metavar="MANIFEST")
+    estimate.add_argument(
+        "--json", action="store_true", help="print one JSON object: totals, per model, per item"
+    )
+    estimate.add_argument(
+        "--retry-failed", action="store_true", help="count failed items as pending"
+    )
+
+    report = sub.add_parser("report", allow_abbrev=False, help="what the ledger says")
+    report.add_argument("sources", nargs="+", type=Path, metavar="MANIFEST_OR_LEDGER")
+    report.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: counts, cost, errors, every failed id (failed_ids)",
+    )
+    report.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="write one self-contained review page (instead of the text report)",
+    )
+
+    simulate = sub.add_parser(
+        "simulate", allow_abbrev=False, help="serve the built-in API simulator on loopback"
+    )
+    from pipeline.simulator import cli as sim_cli
+
+    sim_cli.add_arguments(simulate)
+
+    sub.add_parser("schema", allow_abbrev=False, help="print the manifest's JSON Schema")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ManifestError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except UsageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `editbatch report | head`: the reader left; not an error of ours
+        _quiet_broken_pipe()
+        return 0
+    except Exception as exc:  # a bug: say so in one line; the traceback only when asked
+        if os.environ.get("EDITBATCH_DEBUG"):
+            traceback.print_exc()
+        _error(
+            f"internal error: {type(exc).__name__}: {exc}. This is a bug in editbatch; "
+            "rerun with EDITBATCH_DEBUG=1 for the traceback and report it. "
+            "The ledger is consistent: a rerun resumes."
+        )
+        return EXIT_INTERNAL
+
+
+def _quiet_broken_pipe() -> None:
+    # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _error(text: str) -> None:
+    print(f"editbatch: {text}", file=sys.stderr, flush=True)
+
+
+def _print_json(data: dict) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False), flush=True)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from pipeline.manifest.load import json_schema
+
+    _print_json(json_schema())
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pipeline.manifest.load import load_plan
+
+    try:
+        plan = load_plan(args.manifest)
+    except ManifestError as exc:
+        if args.json:
+            _print_json(
+                {
+                    "valid": False,
+                    "problems": [
+                        {"where": p.where, "message": p.message, "fix": p.fix} for p in exc.problems
+                    ],
+                }
+            )
+            return EXIT_USAGE
+        raise
+    if args.json:
+        _print_json({"valid": True, "items": len(plan.items), "ids": [i.id for i in plan.items]})
+    else:
+        print(f"{args.manifest}: valid, {len(plan.items)} item(s)", flush=True)
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from pipeline.cost.estimate import estimate_plan
+    from pipeline.ledger.status import pending_items
+    from pipeline.manifest.load import load_plan
+    from pipeline.report.text import render_estimate
+
+    plan = load_plan(args.manifest)
+    pending = pending_items(plan, retry_failed=args.retry_failed)
+    estimate = estimate_plan(plan, pending)
+    if args.json:
+        _print_json(estimate.to_json(items=True))
+    else:
+        print(render_estimate(estimate), flush=True)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.report.aggregate import load_sources, summarize
+    from pipeline.report.html import write_html
+    from pipeline.report.text import render_text
+
+    warnings: list[str] = []
+    plan, records = load_sources(args.sources, warnings)
+    report = summarize(records, plan, warnings)
+    for warning in warnings:
+        _error(f"warning: {warning}")
+    if args.html:
+        # Without a manifest, outputs are looked for beside the (first) ledger, where the
+        # default layout puts them.
+        out_dir = plan.output.dir if plan is not None else args.sources[0].parent
+        write_html(report, records, plan, args.html, out_dir=out_dir)
+        _error(f"wrote {args.html}")
+    if args.json:
+        _print_json(report.to_json())
+    elif not args.html:
+        print(render_text(report), flush=True)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pipeline.simulator import cli as sim_cli
+
+    return sim_cli.run(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.cli.run import run_command
+
+    return run_command(args)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "estimate": cmd_estimate,
+    "report": cmd_report,
+    "simulate": cmd_simulate,
+    "schema": cmd_schema,
+}

@@ -1,0 +1,193 @@
+"""How a run looks on stderr: a live rich bar on a terminal, one plain line every 30 s in a
+log (cron, systemd, Kubernetes), or nothing; and the short human summary at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from pipeline.engine import advice
+from pipeline.engine.summary import RunStats, RunSummary
+
+PLAIN_INTERVAL_S = 30.0
+
+
+def eta_text(stats: RunStats, elapsed_s: float) -> str:
+    finished = stats.succeeded + stats.failed
+    if finished == 0 or stats.pending == 0:
+        return ""
+    seconds = stats.pending * elapsed_s / finished
+    return f", ETA {int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m{int(seconds % 60):02d}s"
+
+
+def status_line(stats: RunStats, elapsed_s: float | None = None) -> str:
+    usd = f"${stats.cost_usd:.4f}"
+    if stats.budget_left_usd is not None:
+        usd += f" (left ${stats.budget_left_usd:.4f})"
+    retries = sum(stats.retries.values())
+    return (
+        f"done {stats.done}/{stats.total}, failed {stats.failed + stats.failed_before}, "
+        f"pending {stats.pending}, in flight {stats.in_flight}, requests {stats.requests}, "
+        f"retries {retries}, spent {usd}"
+        + (eta_text(stats, elapsed_s) if elapsed_s is not None else "")
+    )
+
+
+class PlainProgress:
+    """A line now and then, no control characters: what a log file should hold."""
+
+    def __init__(self, stream: TextIO | None = None, interval_s: float = PLAIN_INTERVAL_S):
+        self.stream = stream or sys.stderr
+        self.interval_s = interval_s
+        self._stats: RunStats | None = None
+        self._task: asyncio.Task | None = None
+        self._started = time.monotonic()
+
+    def _print(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        print(f"{stamp} editbatch: {text}", file=self.stream, flush=True)
+
+    def started(self, stats: RunStats) -> None:
+        self._stats = stats
+        self._started = time.monotonic()
+        self._print(
+            f"{stats.total} item(s): {stats.done_before} done before, "
+            f"{stats.failed_before} failed before, {stats.pending} to run"
+        )
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            if self._stats is not None:
+                self._print(status_line(self._stats, time.monotonic() - self._started))
+
+    def update(self, stats: RunStats) -> None:
+        self._stats = stats
+
+    def warning(self, text: str) -> None:
+        self._print(f"warning: {text}")
+
+    def finished(self, summary: RunSummary) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._print(status_line(summary.stats))
+
+
+class RichProgress:
+    """A live bar: done/total, in flight, retries, USD so far, ETA."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("[bold]editbatch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._task_id = None
+
+    def started(self, stats: RunStats) -> None:
+        self._progress.start()
+        self._task_id = self._progress.add_task(
+            "run", total=stats.total, completed=stats.done, detail=""
+        )
+        self.update(stats)
+
+    def update(self, stats: RunStats) -> None:
+        if self._task_id is None:
+            return
+        retries = sum(stats.retries.values())
+        detail = f"in flight {stats.in_flight} · retries {retries} · ${stats.cost_usd:.4f}"
+        if stats.budget_left_usd is not None:
+            detail += f" (left ${stats.budget_left_usd:.2f})"
+        if stats.failed:
+            detail += f" · failed {stats.failed}"
+        self._progress.update(
+            self._task_id, completed=stats.done + stats.failed + stats.failed_before, detail=detail
+        )
+
+    def warning(self, text: str) -> None:
+        self._progress.console.print(f"[yellow]warning:[/] {text}", highlight=False)
+
+    def finished(self, summary: RunSummary) -> None:
+        self.update(summary.stats)
+        self._progress.stop()
+
+
+class QuietProgress:
+    """--progress none: warnings only."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+
+    def started(self, stats: RunStats) -> None:
+        pass
+
+    def update(self, stats: RunStats) -> None:
+        pass
+
+    def warning(self, text: str) -> None:
+        print(f"editbatch: warning: {text}", file=self.stream, flush=True)
+
+    def finished(self, summary: RunSummary) -> None:
+        pass
+
+
+def make_progress(mode: str, stream: TextIO | None = None):
+    stream = stream or sys.stderr
+    if mode == "auto":
+        mode = "rich" if stream.isatty() else "plain"
+    if mode == "rich":
+        return RichProgress(Console(file=stream))
+    if mode == "plain":
+        return PlainProgress(stream)
+    return QuietProgress(stream)
+
+
+def human_summary(summary: RunSummary, manifest: str | None = None) -> str:
+    """The end-of-run summary for a person: what happened, why attempts failed (the top
+    causes, an example message each), which items failed, and what to type next."""
+    s = summary.stats
+    manifest = manifest or str(summary.manifest_path or summary.manifest)
+    lines = [
+        f"{summary.manifest}: {advice.headline(summary)} (exit {summary.exit_code})",
+        f"  items: {s.total} — done {s.done} ({s.succeeded} now, {s.done_before} before), "
+        f"failed {s.failed} now + {s.failed_before} before, pending {s.pending}",
+        f"  requests: {s.requests}, retries: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(s.retries.items())) or "none"),
+        f"  spent: ${s.cost_usd:.4f} this run, ${summary.spent_total_usd:.4f} in the ledger"
+        + (
+            f", budget left ${summary.budget_left_usd:.4f}"
+            if summary.budget_left_usd is not None
+            else ""
+        ),
+        f"  time: {summary.duration_s:.1f} s; ledger: {summary.ledger}; outputs: "
+        f"{summary.output_dir}",
+    ]
+    if summary.simulated:
+        lines.append("  (served by the built-in simulator: nothing was billed)")
+    causes = advice.top_causes(s)
+    if causes:
+        lines.append("  failed attempts by cause:")
+        for cause in causes:
+            lines.append(f"    {cause.name} ×{cause.count}, e.g. {cause.example}")
+    if s.failed_ids:
+        lines.append(f"  failed now: {advice.shown_ids(s.failed_ids)}")
+    if s.failed_before_ids:
+        lines.append(f"  failed earlier: {advice.shown_ids(s.failed_before_ids)}")
+    if s.failed_ids or s.failed_before_ids:
+        lines.append(f"  every failed id: `editbatch report {manifest} --json` (failed_ids)")
+    for message in summary.messages:
+        lines.append(f"  note: {message}")
+    for step in advice.next_steps(summary, manifest):
+        lines.append(f"  next: {step}")
+    return "\n".join(lines)

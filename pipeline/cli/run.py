@@ -1,0 +1,124 @@
+"""`editbatch run`: options to RunOptions, signals to a graceful drain, the summary to the
+terminal, stdout (--json) and files for the people on call (--summary-file, --metrics-file)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from pipeline.cli.metrics import prometheus_text
+from pipeline.cli.progress import human_summary, make_progress
+from pipeline.core.errors import UsageError
+from pipeline.engine import advice
+from pipeline.engine.runner import RunControl, RunOptions, run
+from pipeline.ledger.shards import Shard
+from pipeline.manifest.load import load_plan
+from pipeline.outputs.files import write_text_atomic
+
+
+def run_command(args: argparse.Namespace) -> int:
+    # Input files are checked by the runner for the items still to run (see Plan.files_checked),
+    # so a resume of a large finished job does not re-read every header.
+    plan = load_plan(args.manifest, check_files=args.dry_run)
+    shard = None
+    if args.shard:
+        try:
+            shard = Shard.parse(args.shard)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    sim_config = None
+    if args.simulate:
+        sim_config = _sim_config(args)
+    elif args.sim_faults or args.sim_latency is not None or args.sim_rpm:
+        raise UsageError("--sim-latency, --sim-faults and --sim-rpm need --simulate")
+    control = RunControl()
+    options = RunOptions(
+        concurrency=args.concurrency,
+        rpm=args.rpm,
+        max_usd=args.max_usd,
+        base_url=args.base_url,
+        only=tuple(args.only or ()),
+        retry_failed=args.retry_failed,
+        dry_run=args.dry_run,
+        simulate=args.simulate,
+        sim_config=sim_config,
+        grace_s=args.grace,
+        shard=shard,
+        observer=None if args.dry_run else make_progress(args.progress),
+        control=control,
+        seed=args.seed,
+    )
+    summary = asyncio.run(_run_with_signals(plan, options, control))
+    if summary.estimate is not None:
+        return _print_dry_run(args, summary)
+    print(human_summary(summary, str(args.manifest)), file=sys.stderr, flush=True)
+    data = summary.to_json() | advice.diagnosis(summary, str(args.manifest))
+    if args.json:
+        print(json.dumps(data, indent=2), flush=True)
+    if args.summary_file:
+        write_text_atomic(args.summary_file, json.dumps(data, indent=2) + "\n")
+    if args.metrics_file:
+        write_text_atomic(args.metrics_file, prometheus_text(summary, previous=args.metrics_file))
+    return summary.exit_code
+
+
+async def _run_with_signals(plan, options: RunOptions, control: RunControl):
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+
+    def on_signal(name: str) -> None:
+        if seen:  # a second signal: cancel requests in flight now
+            control.request_cancel()
+            return
+        seen.append(name)
+        print(
+            f"editbatch: {name}: finishing requests in flight (up to {options.grace_s:g} s); "
+            "press Ctrl-C again to stop at once",
+            file=sys.stderr,
+            flush=True,
+        )
+        control.request_stop(name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        return await run(plan, options)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _sim_config(args: argparse.Namespace):
+    from pipeline.simulator import SimConfig, parse_faults
+
+    try:
+        faults = parse_faults(args.sim_faults) if args.sim_faults else {}
+    except ValueError as exc:
+        raise UsageError(f"--sim-faults: {exc}") from None
+    latency = 0.4 if args.sim_latency is None else args.sim_latency
+    return SimConfig(
+        rpm=args.sim_rpm,
+        latency_s=latency,
+        jitter_s=latency / 2,
+        faults=faults,
+        seed=args.seed or 0,
+    )
+
+
+def _print_dry_run(args: argparse.Namespace, summary) -> int:
+    from pipeline.report.text import render_estimate
+
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2), flush=True)
+    else:
+        s = summary.stats
+        print(
+            f"dry run: {s.done_before} done, {s.failed_before} failed earlier, "
+            f"{s.pending} would be sent; nothing was sent",
+            file=sys.stderr,
+        )
+        print(render_estimate(summary.estimate), flush=True)
+    return summary.exit_code

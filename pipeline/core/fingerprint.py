@@ -1,0 +1,119 @@
+"""Item fingerprints and input digests: what decides whether an item must run again.
+
+An item's key hashes its inputs' bytes, its prompt and its parameters, never its id or paths.
+Input digests are cached by (path, size, mtime_ns), seeded from the ledger, so a resume does
+not re-read the bytes of inputs it has already hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.core.plan import Item
+
+CHUNK = 1024 * 1024
+# Bumped when what goes into a key changes, so old ledgers simply re-run instead of matching
+# keys that meant something else.
+KEY_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    path: Path | str
+    bytes: int
+    mtime_ns: int
+    sha256: str
+
+    def record(self, role: str) -> dict:
+        """The digest as a ledger `inputs` entry; role is "image" or "mask"."""
+        return {
+            "path": os.fspath(self.path),
+            "bytes": self.bytes,
+            "mtime_ns": self.mtime_ns,
+            "sha256": self.sha256,
+            "role": role,
+        }
+
+
+def file_digest(path: Path) -> FileDigest:
+    """Hash a file in 1 MiB chunks. Size and mtime are taken before reading: if the file
+    changes while it is hashed, the next stat differs and the cache hashes it again."""
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        h = hashlib.sha256()
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return FileDigest(Path(path), st.st_size, st.st_mtime_ns, h.hexdigest())
+
+
+class DigestCache:
+    """Digests by path, trusted while the file's size and mtime_ns are unchanged.
+
+    A file rewritten with the same size inside the same mtime tick goes unnoticed; that is the
+    price of not re-reading every finished input on each start (git's index makes the same
+    trade). Safe to call from several threads: a race only hashes a file twice.
+    """
+
+    def __init__(self, recorded: Iterable[Mapping] = (), *, base: Path | str = ""):
+        self.base = os.fspath(base)  # where relative recorded paths start (the manifest's)
+        self._known: dict[str, FileDigest] = {}
+        self.hashed = 0  # files read in full by this cache, for progress and tests
+        for entry in recorded:
+            try:
+                key = _cache_key(entry["path"])
+                digest = FileDigest(
+                    key, int(entry["bytes"]), int(entry["mtime_ns"]), entry["sha256"]
+                )
+            except (KeyError, TypeError, ValueError):
+                continue  # a malformed entry only costs a re-hash
+            self._known[key] = digest
+
+    def digest(self, path: Path) -> FileDigest:
+        key = _cache_key(path)
+        known = self._known.get(key)
+        if known is not None:
+            st = os.stat(path)
+            if st.st_size == known.bytes and st.st_mtime_ns == known.mtime_ns:
+                return known
+        fresh = file_digest(path)
+        self.hashed += 1
+        self._known[key] = fresh
+        return fresh
+
+
+def _cache_key(path: Path | str) -> str:
+    # "images/./a.png" and "images/a.png" recorded by different callers are one file.
+    return os.path.normpath(os.fspath(path))
+
+
+def item_key(item: Item, image_digests: list[str], mask_digest: str | None) -> str:
+    """A hex fingerprint of what the API is asked: input bytes (in order), mask, prompt and
+    every parameter. The id and the file paths stay out, so moving or renaming changes
+    nothing."""
+    if len(image_digests) != len(item.images):
+        raise ValueError(
+            f"{item.where or item.id}: {len(image_digests)} image digests for "
+            f"{len(item.images)} images; pass one digest per image, in order"
+        )
+    if (mask_digest is None) != (item.mask is None):
+        raise ValueError(
+            f"{item.where or item.id}: the mask digest must be given exactly when the item "
+            "has a mask"
+        )
+    canonical = json.dumps(
+        {
+            "images": list(image_digests),
+            "mask": mask_digest,
+            "prompt": item.prompt,
+            "params": dict(item.params),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(f"editbatch-key:{KEY_VERSION}\n{canonical}".encode()).hexdigest()

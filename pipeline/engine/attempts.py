@@ -1,0 +1,181 @@
+"""One item's way through a run: prepare it, make attempts under tenacity (each through the
+gates), and turn the outcome into one ledger line: `succeeded` once its outputs are written,
+`failed` with its class, or deferred when the retry budget holds a retry back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from pipeline.api.client import EditResponse, EditsClient
+from pipeline.core.errors import AttemptError, FatalError, PermanentError, RetryableError
+from pipeline.core.plan import Item, Plan
+from pipeline.cost.pricing import Price, cost_of_usage
+from pipeline.engine.gates import Gates
+from pipeline.engine.prepare import Prepared, Preparer, write_outputs
+from pipeline.engine.record import Recorder
+from pipeline.engine.retry import retrying
+from pipeline.engine.stops import StopDispatch, Stops
+
+
+class Attempts:
+    """Makes every item's attempts for one run (shared by the pool's workers)."""
+
+    def __init__(
+        self,
+        *,
+        plan: Plan,
+        prices: dict[str, Price],
+        gates: Gates,
+        stops: Stops,
+        recorder: Recorder,
+        rng: random.Random,
+        backoff_base_s: float,
+    ):
+        self.plan = plan
+        self.prices = prices
+        self.gates = gates
+        self.stops = stops
+        self.recorder = recorder
+        self.rng = rng
+        self.backoff_base_s = backoff_base_s
+        self.preparer = Preparer(plan, prices)
+        self.client: EditsClient | None = None  # set by the pool when its session opens
+        self.deferred: list[Item] = []  # retries the retry budget held back
+        self._attempts_used: dict[str, int] = {}
+        self.finalizers: set[asyncio.Task] = set()
+
+    async def process(self, item: Item) -> None:
+        try:
+            prepared = await self.preparer.prepare(item)
+        except (OSError, ValueError) as exc:
+            message = f"cannot read the input: {exc}"
+            await self.recorder.failed(item.id, None, "permanent", None, message, 0)
+            return
+        try:
+            await self._send(prepared)
+        finally:
+            # tenacity's retrying object and its call state refer to each other: a cycle only
+            # the garbage collector frees, holding this item's bytes through the closure and
+            # the last attempt's traceback. Let go of them now, so memory stays bounded by
+            # concurrency rather than by the collector's schedule.
+            del prepared
+
+    async def _send(self, prepared: Prepared) -> None:
+        item = prepared.item
+        used = self._attempts_used.pop(item.id, 0)  # by an earlier, deferred round
+        box = [prepared]  # what the retry callback sees; emptied when the item is done
+        attempts = retrying(
+            max_attempts=self.plan.limits.max_attempts - used,
+            sleep=self.stops.sleep,
+            rng=self.rng,
+            base=self.backoff_base_s,
+            before_sleep=lambda state: self._attempt_failed(box[0], state, used),
+            should_retry=self.gates.retry_budget.allow_retry,
+        )
+        number = used
+        attempt = None
+        try:
+            async for attempt in attempts:
+                with attempt:
+                    number = used + attempt.retry_state.attempt_number
+                    response, latency = await self._attempt(prepared)
+        except StopDispatch:
+            return
+        except FatalError as exc:
+            self.stops.stop("fatal", f"aborted: {exc}")
+            await self.recorder.failed(item.id, prepared.key, "fatal", exc, str(exc), number)
+            return
+        except PermanentError as exc:
+            await self.recorder.failed(item.id, prepared.key, "permanent", exc, str(exc), number)
+            return
+        except RetryableError as exc:
+            if number < self.plan.limits.max_attempts:
+                self._defer(item, prepared, exc, number)
+            else:
+                await self.recorder.failed(
+                    item.id, prepared.key, "exhausted", exc, str(exc), number
+                )
+            return
+        finally:
+            box.clear()
+            if attempt is not None:
+                attempt.retry_state.outcome = None  # the traceback holds this frame's locals
+        # Writing outputs and the verdict is shielded: a cancellation (the grace period ending)
+        # must not leave a paid answer unrecorded.
+        task = asyncio.create_task(self._succeeded(prepared, response, latency, number))
+        self.finalizers.add(task)
+        task.add_done_callback(self.finalizers.discard)
+        await asyncio.shield(task)
+
+    def _defer(self, item: Item, prepared: Prepared, exc: RetryableError, number: int) -> None:
+        """The retry budget refused a retry: record the attempt, and keep the item for after
+        the fresh ones (or for the next run: it stays pending, never marked failed)."""
+        self._attempts_used[item.id] = number
+        self.deferred.append(item)
+        self.recorder.attempt_failed(prepared, exc, number, None)
+
+    async def _attempt(self, prepared: Prepared) -> tuple[EditResponse, float]:
+        admission = await self.gates.admit(prepared.worst_usd)
+        actual: float | None = None
+        try:
+            response = await self.client.edit(prepared.request)
+        except AttemptError as exc:
+            self.gates.failed(exc)
+            raise
+        else:
+            actual = self._cost(prepared, response)[0]
+            self.gates.succeeded(response.headers)
+            return response, time.monotonic() - admission.began
+        finally:
+            self.gates.answered(admission, actual)
+
+    def _cost(self, prepared: Prepared, response: EditResponse) -> tuple[float | None, bool]:
+        price = self.prices.get(prepared.item.model)
+        if response.usage is None:
+            return prepared.expected_usd, True
+        if price is None:
+            return None, False
+        return cost_of_usage(response.usage, price), False
+
+    def _attempt_failed(self, prepared: Prepared, retry_state, used: int) -> None:
+        """tenacity's before_sleep: the attempt failed and another comes after the wait."""
+        exc = retry_state.outcome.exception()
+        number = used + retry_state.attempt_number
+        self.recorder.attempt_failed(prepared, exc, number, retry_state.upcoming_sleep)
+
+    async def _succeeded(
+        self, prepared: Prepared, response: EditResponse, latency: float, attempt: int
+    ) -> None:
+        item = prepared.item
+        try:
+            outputs = await write_outputs(self.plan, item, response.images)
+        except ValueError as exc:  # the output name leaves the folder (a symlink, say)
+            message = f"cannot write the output: {exc}"
+            await self.recorder.failed(
+                item.id, prepared.key, "permanent", None, message, attempt, cause="output"
+            )
+            return
+        except OSError as exc:  # disk full, permissions: every item would fail the same way
+            message = (
+                f"cannot write outputs to {self.plan.output.dir}: {exc}; free space or fix "
+                "permissions, then run again (this item stays pending)"
+            )
+            self.stops.stop("fatal", f"aborted: {message}")
+            await self.recorder.failed(
+                item.id, prepared.key, "fatal", None, message, attempt, cause="output"
+            )
+            return
+        cost, estimated = self._cost(prepared, response)
+        await self.recorder.succeeded(
+            prepared,
+            response,
+            outputs,
+            attempt=attempt,
+            latency_s=latency,
+            cost_usd=cost,
+            estimated=estimated,
+        )
+        self.gates.observe_latency(latency)

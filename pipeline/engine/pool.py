@@ -1,0 +1,149 @@
+"""The worker pool of one run: `concurrency` workers over one aiohttp session, each taking the
+next pending item (fresh items first, then those whose retries were deferred), and the stop
+handling around them: a signal stops dispatch, requests in flight get the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+
+from pipeline.api.client import EditsClient
+from pipeline.core.plan import Item, Plan
+from pipeline.cost.pricing import Price
+from pipeline.engine.attempts import Attempts
+from pipeline.engine.budget import BudgetGuard
+from pipeline.engine.gates import Gates
+from pipeline.engine.pacing import RETRY_BUDGET_MESSAGE
+from pipeline.engine.record import Recorder
+from pipeline.engine.stops import Stops
+from pipeline.engine.summary import RunStats
+from pipeline.ledger.writer import LedgerWriter
+
+
+class Pool:
+    """Dispatches one run's pending items; `run` returns when nothing is in flight."""
+
+    def __init__(
+        self,
+        *,
+        plan: Plan,
+        base_url: str,
+        api_key: str,
+        concurrency: int,
+        rpm: float,
+        prices: dict[str, Price],
+        budget: BudgetGuard,
+        writer: LedgerWriter,
+        stats: RunStats,
+        control: Any,  # runner.RunControl
+        grace_s: float,
+        backoff_base_s: float,
+        seed: int | None,
+        warn: Callable[[str], None],
+        changed: Callable[[], None],
+    ):
+        self.plan = plan
+        self.base_url = base_url
+        self.api_key = api_key
+        self.concurrency = concurrency
+        self.control = control
+        self.grace_s = grace_s
+        self._warn = warn
+        self.stops = Stops()
+        self.gates = Gates(
+            rpm=rpm,
+            concurrency=concurrency,
+            budget=budget,
+            stops=self.stops,
+            stats=stats,
+            changed=changed,
+            warn=warn,
+        )
+        self.attempts = Attempts(
+            plan=plan,
+            prices=prices,
+            gates=self.gates,
+            stops=self.stops,
+            recorder=Recorder(writer, stats, changed),
+            rng=random.Random(seed),
+            backoff_base_s=backoff_base_s,
+        )
+
+    @property
+    def stop_reasons(self) -> list[str]:
+        return self.stops.reasons
+
+    @property
+    def messages(self) -> list[str]:
+        return self.stops.messages
+
+    async def run(self, pending: list[Item]) -> None:
+        """Dispatch every pending item (or until a stop); returns when nothing is in flight."""
+        if pending:
+            await self._pool(pending)
+        while self.attempts.finalizers:
+            await asyncio.gather(*list(self.attempts.finalizers), return_exceptions=True)
+        deferred = self.attempts.deferred
+        if deferred and not self.stops.stopping:
+            self.stops.messages.append(
+                f"{len(deferred)} item(s) left pending: {RETRY_BUDGET_MESSAGE}; "
+                "run again to resume them"
+            )
+
+    async def _pool(self, pending: list[Item]) -> None:
+        queue = iter(pending)
+        workers = min(self.concurrency, len(pending))
+        connector = aiohttp.TCPConnector(limit=workers, limit_per_host=workers)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            self.attempts.client = EditsClient(
+                session,
+                self.base_url,
+                self.api_key,
+                timeout_s=self.plan.limits.timeout_s,
+                api_key_env=self.plan.endpoint.api_key_env,
+            )
+            tasks = [asyncio.create_task(self._worker(queue)) for _ in range(workers)]
+            watcher = asyncio.create_task(self._watch_signals(tasks))
+            try:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # a bug, not an API outcome: let it surface
+
+    async def _watch_signals(self, tasks: list[asyncio.Task]) -> None:
+        await self.control.stop_requested.wait()
+        self.stops.stop("interrupted")
+        cancel = asyncio.create_task(self.control.cancel_requested.wait())
+        try:
+            await asyncio.wait_for(asyncio.shield(cancel), timeout=self.grace_s)
+        except TimeoutError:
+            self._warn(f"requests in flight did not finish within {self.grace_s:g} s; cancelled")
+        finally:
+            cancel.cancel()
+        for task in tasks:
+            task.cancel()
+
+    async def _worker(self, queue: Iterator[Item]) -> None:
+        attempts = self.attempts
+        while not self.stops.stopping:
+            item = next(queue, None)
+            if item is None:
+                # Fresh items first; then items whose retries the retry budget deferred, once
+                # successes have refilled it.
+                if not attempts.deferred or not self.gates.retry_budget.allow_retry():
+                    return
+                item = attempts.deferred.pop(0)
+            await attempts.process(item)

@@ -1,0 +1,129 @@
+"""Turning an item into the bytes of its request, and a response into output files.
+
+Preparing reads each input once (in a thread), hashes what it read (so the key is the key of
+the bytes sent), converts a mask without alpha once per run, and prices the request's worst
+case for the budget. Writing stores each returned image atomically under its output name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline.api.client import EditRequest
+from pipeline.core.fingerprint import FileDigest, item_key
+from pipeline.core.plan import Item, Plan
+from pipeline.cost.estimate import estimate_item
+from pipeline.cost.pricing import Price, TokenCounts
+from pipeline.media.images import content_type, has_alpha_channel, mask_bytes, sniff_format
+from pipeline.outputs.files import extension, render_stem, safe_join, write_atomic
+
+_MASK_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)  # weakref: the memory-bound test
+class Prepared:
+    item: Item
+    key: str
+    request: EditRequest
+    inputs: list[dict]  # ledger `inputs` entries
+    worst_usd: float  # reserved against the budget before each attempt (0 when unpriced)
+    expected_usd: float | None  # recorded as the cost when a proxy returns no usage
+    expected_counts: TokenCounts
+
+
+class Preparer:
+    def __init__(self, plan: Plan, prices: dict[str, Price]):
+        self.base = plan.manifest_path.parent
+        self.prices = prices
+        self._masks: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+
+    async def prepare(self, item: Item) -> Prepared:
+        return await asyncio.to_thread(self._prepare, item)
+
+    def _prepare(self, item: Item) -> Prepared:
+        files, digests, dims = [], [], []
+        for path in item.images:
+            data, digest = _read(path)
+            fmt = sniff_format(data[:16])
+            if fmt is None:
+                raise ValueError(f"{path.name} is not a PNG, JPEG or WEBP image")
+            with Image.open(io.BytesIO(data)) as image:
+                dims.append(image.size)
+            files.append((path.name, data, content_type(fmt)))
+            digests.append(digest)
+        inputs = [self._record(d, "image") for d in digests]
+        mask = None
+        mask_sha = None
+        if item.mask is not None:
+            original, digest = _read(item.mask)
+            mask_sha = digest.sha256
+            inputs.append(self._record(digest, "mask"))
+            mask = (item.mask.with_suffix(".png").name, self._mask(item.mask, digest, original))
+        key = item_key(item, [d.sha256 for d in digests], mask_sha)
+        estimate = estimate_item(item, dims, self.prices)
+        request = EditRequest(params=dict(item.params), prompt=item.prompt, images=files, mask=mask)
+        return Prepared(
+            item=item,
+            key=key,
+            request=request,
+            inputs=inputs,
+            worst_usd=estimate.worst_usd or 0.0,
+            expected_usd=estimate.expected_usd,
+            expected_counts=estimate.expected,
+        )
+
+    def _record(self, digest: FileDigest, role: str) -> dict:
+        record = digest.record(role)
+        path = Path(digest.path)
+        if path.is_relative_to(self.base):
+            record["path"] = path.relative_to(self.base).as_posix()
+        return record
+
+    def _mask(self, path: Path, digest: FileDigest, original: bytes) -> bytes:
+        """The mask to send: the bytes already read when they are a PNG with alpha (the usual
+        case: no second read), else converted once per run (an LRU, so a mask shared by many
+        items is converted once and 20,000 distinct masks do not pile up in memory)."""
+        if has_alpha_channel(original[:26]):
+            return original
+        cache_key = (os.fspath(path), digest.bytes, digest.mtime_ns)
+        if cache_key in self._masks:
+            self._masks.move_to_end(cache_key)
+            return self._masks[cache_key]
+        data = mask_bytes(path)
+        self._masks[cache_key] = data
+        if len(self._masks) > _MASK_CACHE_SIZE:
+            self._masks.popitem(last=False)
+        return data
+
+
+def _read(path: Path) -> tuple[bytes, FileDigest]:
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        data = f.read()
+    return data, FileDigest(Path(path), len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+
+
+async def write_outputs(plan: Plan, item: Item, images: list[bytes]) -> list[dict]:
+    """Store each returned image under the item's output name; ledger `outputs` entries.
+
+    The extension follows the bytes the server sent (a proxy may ignore output_format), so a
+    file's name never lies about its content; the bytes are never re-encoded.
+    """
+    out_dir = plan.output.dir
+    stem = render_stem(plan.output.name, item)
+    records = []
+    for number, data in enumerate(images, start=1):
+        fmt = sniff_format(data[:16]) or item.output_format
+        suffix = f"-{number}" if len(images) > 1 else ""
+        path = safe_join(out_dir, f"{stem}{suffix}.{extension(fmt)}")
+        written = await asyncio.to_thread(write_atomic, path, data)
+        records.append(written.record(out_dir))
+    return records

@@ -1,0 +1,165 @@
+"""The run: one library call, `await run(plan, options)`, that turns a plan into outputs and
+ledger lines and returns a summary. It never prints or exits; the CLI wraps it.
+
+Flow: select the items (`--only`, `--shard`) -> a dry run estimates the pending ones and stops
+there; a real run locks the ledger, classifies items done/failed/pending and hands the pending
+ones to the pool (see session.py), whose workers prepare, pace, reserve, send, write outputs
+atomically and record one verdict per item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.core.errors import UsageError
+from pipeline.core.plan import Item, Plan
+from pipeline.engine.session import RunSession
+from pipeline.engine.settings import RunSettings
+from pipeline.engine.summary import Observer, RunStats, RunSummary
+from pipeline.ledger.shards import Shard, select_shard
+
+SIMULATED_KEY = "sk-simulated"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What `editbatch run` options override; None keeps the manifest's value."""
+
+    concurrency: int | None = None
+    rpm: float | None = None
+    max_usd: float | None = None
+    base_url: str | None = None
+    only: tuple[str, ...] = ()
+    retry_failed: bool = False
+    dry_run: bool = False  # plan and estimate the pending items; send nothing, write nothing
+    simulate: bool = False
+    sim_config: Any = None  # pipeline.simulator.SimConfig for --simulate; None = the default
+    grace_s: float = 30.0  # how long requests in flight may finish after SIGINT/SIGTERM
+    shard: Shard | None = None
+    api_key: str | None = None  # else read from the variable named by endpoint.api_key_env
+    observer: Observer | None = None
+    control: RunControl | None = None
+    seed: int | None = None  # backoff jitter; None = random
+    backoff_base_s: float = 1.0  # first retry waits up to this (full jitter), doubling after
+
+
+class RunControl:
+    """How a caller (the CLI's signal handlers) stops a run from outside."""
+
+    def __init__(self) -> None:
+        self.stop_requested = asyncio.Event()
+        self.cancel_requested = asyncio.Event()
+        self.signal_name: str | None = None
+
+    def request_stop(self, signal_name: str) -> None:
+        """Stop dispatching; requests in flight may finish within the grace period."""
+        if self.signal_name is None:
+            self.signal_name = signal_name
+        self.stop_requested.set()
+
+    def request_cancel(self) -> None:
+        """Cancel requests in flight now (a second Ctrl-C)."""
+        self.cancel_requested.set()
+        self.stop_requested.set()
+
+
+def select_items(plan: Plan, only: tuple[str, ...] = (), shard: Shard | None = None) -> list[Item]:
+    """The items a run works on: `--only` ids (all known, or a UsageError), then the shard's."""
+    items = list(plan.items)
+    if only:
+        known = {item.id for item in items}
+        unknown = [i for i in only if i not in known]
+        if unknown:
+            raise UsageError(
+                "--only names items the manifest does not have: "
+                + ", ".join(unknown)
+                + "; use the ids that `editbatch validate --json` lists"
+            )
+        wanted = set(only)
+        items = [item for item in items if item.id in wanted]
+    if shard is not None:
+        items = select_shard(items, shard)
+    return items
+
+
+async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
+    """Run (or resume) the plan. Raises UsageError for what makes it impossible to start
+    (exit 2); every other outcome is in the returned summary's `exit_code`."""
+    options = options or RunOptions()
+    items = select_items(plan, options.only, options.shard)
+    settings = RunSettings.resolve(
+        plan,
+        concurrency=options.concurrency,
+        rpm=options.rpm,
+        max_usd=options.max_usd,
+        shard=options.shard,
+    )
+    if options.dry_run:
+        return await asyncio.to_thread(_dry_run, plan, options, items)
+    control = options.control or RunControl()
+    if options.simulate:
+        from pipeline.simulator import SimConfig, running
+
+        config = options.sim_config or SimConfig(latency_s=0.4, jitter_s=0.2, seed=0)
+        async with running(config) as base_url:
+            session = RunSession(
+                plan,
+                options,
+                settings,
+                base_url=base_url,
+                api_key=SIMULATED_KEY,
+                control=control,
+                simulated=True,
+            )
+            return await session.execute(items)
+    base_url = options.base_url or plan.endpoint.base_url
+    api_key = options.api_key or os.environ.get(plan.endpoint.api_key_env)
+    if not api_key:
+        raise UsageError(
+            f"{plan.endpoint.api_key_env} is not set: export the API key in that variable "
+            "(endpoint.api_key_env names it), or try the job offline with --simulate"
+        )
+    session = RunSession(
+        plan,
+        options,
+        settings,
+        base_url=base_url,
+        api_key=api_key,
+        control=control,
+        simulated=False,
+    )
+    return await session.execute(items)
+
+
+def _dry_run(plan: Plan, options: RunOptions, items: list[Item]) -> RunSummary:
+    """A run that sends nothing: what is done, failed and pending, and the estimate of what
+    the pending items would cost. Reads the job's ledgers without taking their lock."""
+    from pipeline.cost.estimate import estimate_plan
+    from pipeline.ledger.status import classify_plan
+
+    classified = classify_plan(plan, items, retry_failed=options.retry_failed)
+    stats = RunStats(
+        total=len(items),
+        done_before=len(classified.done),
+        failed_before=len(classified.failed),
+        pending=len(classified.pending),
+    )
+    ledger = plan.ledger if options.shard is None else options.shard.ledger_path(plan.ledger)
+    return RunSummary(
+        run_id="dry-run",
+        manifest=plan.name,
+        reason="dry_run",
+        exit_code=0,
+        stats=stats,
+        duration_s=0.0,
+        ledger=ledger,
+        output_dir=plan.output.dir,
+        budget_left_usd=None,
+        spent_total_usd=0.0,
+        messages=[],
+        simulated=options.simulate,
+        estimate=estimate_plan(plan, classified.pending),
+    )

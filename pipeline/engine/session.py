@@ -1,0 +1,211 @@
+"""One run from lock to summary: open and lock the ledger, read the job's state, decide which
+items are done, failed or pending, check the pending items' files, reserve nothing past the
+budgets, hand the pending items to the pool, and write `run_started` / `run_finished`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.core.errors import ManifestError, UsageError
+from pipeline.core.fingerprint import DigestCache
+from pipeline.core.plan import Item, Plan
+from pipeline.engine.budget import BudgetGuard
+from pipeline.engine.pool import Pool
+from pipeline.engine.settings import RunSettings
+from pipeline.engine.summary import Observer, RunStats, RunSummary, verdict
+from pipeline.ledger.resume import classify
+from pipeline.ledger.status import read_job_state
+from pipeline.ledger.writer import LedgerWriter
+from pipeline.manifest.validate import check_files
+from pipeline.outputs.files import remove_stale_temps
+
+
+class RunSession:
+    def __init__(
+        self,
+        plan: Plan,
+        options: Any,  # runner.RunOptions
+        settings: RunSettings,
+        *,
+        base_url: str,
+        api_key: str,
+        control: Any,  # runner.RunControl
+        simulated: bool,
+    ):
+        self.plan = plan
+        self.options = options
+        self.settings = settings
+        self.base_url = base_url
+        self.api_key = api_key
+        self.control = control
+        self.simulated = simulated
+        self.observer: Observer | None = options.observer
+        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
+        self.stats = RunStats()
+        self.messages: list[str] = []
+
+    def warn(self, text: str) -> None:
+        self.messages.append(text)
+        if self.observer is not None:
+            self.observer.warning(text)
+
+    def _changed(self) -> None:
+        if self.observer is not None:
+            self.observer.update(self.stats)
+
+    async def execute(self, items: list[Item]) -> RunSummary:
+        self.settings.check_prices(items, self.warn)
+        shard = self.settings.shard
+        ledger_path = self.plan.ledger
+        extra: dict[str, Any] = {}
+        if self.simulated:
+            extra["simulated"] = True
+        if shard is not None:
+            extra["shard"] = str(shard)
+            ledger_path = shard.ledger_path(self.plan.ledger)
+        try:
+            writer = await asyncio.to_thread(
+                LedgerWriter.open, ledger_path, run_id=self.run_id, extra_fields=extra
+            )
+        except OSError as exc:
+            raise UsageError(
+                f"cannot open the ledger {ledger_path}: {exc.strerror or exc}; fix `ledger:` "
+                "(or output.dir) in the manifest, or the path on disk"
+            ) from None
+        try:
+            return await self._locked(items, writer, ledger_path)
+        finally:
+            writer.close()
+
+    async def _locked(self, items: list[Item], writer: LedgerWriter, ledger: Path) -> RunSummary:
+        started = time.monotonic()
+        state, warnings = await asyncio.to_thread(read_job_state, self.plan, writer.scan)
+        for warning in warnings:
+            self.warn(warning)
+        out_dir = self.plan.output.dir
+        await asyncio.to_thread(prepare_out_dir, out_dir)
+        cache = DigestCache(base=self.plan.manifest_path.parent)
+        classified = await asyncio.to_thread(
+            classify, items, state, cache, out_dir, retry_failed=self.options.retry_failed
+        )
+        if not self.plan.files_checked:
+            problems = await asyncio.to_thread(
+                check_files, classified.pending, self.plan.manifest_path.parent
+            )
+            if problems:
+                raise ManifestError(problems)
+        stats = self.stats
+        stats.total = len(items)
+        stats.done_before = len(classified.done)
+        stats.failed_before = len(classified.failed)
+        stats.failed_before_ids = [item.id for item in classified.failed]
+        stats.pending = len(classified.pending)
+        settings = self.settings
+        total_usd = settings.total_usd
+        if settings.shard is not None:
+            total_usd = settings.shard.total_share(total_usd, state.spent_usd)
+        self.budget = BudgetGuard(
+            run_usd=settings.run_usd, total_usd=total_usd, spent_before=state.spent_usd
+        )
+        stats.budget_left_usd = self.budget.left_usd()
+        await writer.awrite(
+            "run_started",
+            manifest=self.plan.name,
+            editbatch=__version__,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            options=self._options_record(),
+        )
+        self.pool = Pool(
+            plan=self.plan,
+            base_url=self.base_url,
+            api_key=self.api_key,
+            concurrency=settings.concurrency,
+            rpm=settings.rpm,
+            prices=settings.prices,
+            budget=self.budget,
+            writer=writer,
+            stats=stats,
+            control=self.control,
+            grace_s=self.options.grace_s,
+            backoff_base_s=self.options.backoff_base_s,
+            seed=self.options.seed,
+            warn=self.warn,
+            changed=self._changed,
+        )
+        if self.observer is not None:
+            self.observer.started(stats)
+        await self.pool.run(classified.pending)
+        summary = self._summary(time.monotonic() - started, ledger)
+        await writer.awrite(
+            "run_finished",
+            reason=summary.reason,
+            exit_code=summary.exit_code,
+            counts=summary.counts(),
+            tokens=summary.tokens,
+            requests=summary.requests,
+            cost_usd=round(summary.cost_usd, 6),
+            duration_s=round(summary.duration_s, 3),
+        )
+        if self.observer is not None:
+            self.observer.finished(summary)
+        return summary
+
+    def _options_record(self) -> dict:
+        s = self.settings
+        return {
+            "concurrency": s.concurrency,
+            "requests_per_minute": s.rpm,
+            "run_usd": s.run_usd,
+            "total_usd": s.total_usd,
+            "max_attempts": self.plan.limits.max_attempts,
+            "timeout_s": self.plan.limits.timeout_s,
+            "retry_failed": self.options.retry_failed,
+            "only": list(self.options.only),
+            "base_url": self.base_url,
+        }
+
+    def _summary(self, duration: float, ledger: Path) -> RunSummary:
+        s = self.stats
+        self.messages.extend(self.pool.messages)
+        reason, code = verdict(self.pool.stop_reasons, s, self.control.signal_name)
+        if reason == "budget":
+            self.messages.append(
+                f"budget reached: spent ${s.cost_usd:.4f} this run, "
+                f"${(self.budget.left_usd() or 0):.4f} left; {s.pending} item(s) pending — "
+                "raise budget.run_usd / --max-usd (or budget.total_usd) and run again to resume"
+            )
+        return RunSummary(
+            run_id=self.run_id,
+            manifest=self.plan.name,
+            reason=reason,
+            exit_code=code,
+            stats=s,
+            duration_s=duration,
+            ledger=ledger,
+            output_dir=self.plan.output.dir,
+            budget_left_usd=self.budget.left_usd(),
+            spent_total_usd=self.budget.spent_before + self.budget.spent,
+            messages=list(self.messages),
+            simulated=self.simulated,
+            manifest_path=self.plan.manifest_path,
+            base_url=self.base_url,
+        )
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the output folder {out_dir}: {exc.strerror or exc}; "
+            "fix output.dir in the manifest or the path on disk"
+        ) from None
+    remove_stale_temps(out_dir)

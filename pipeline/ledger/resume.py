@@ -1,0 +1,96 @@
+"""Which items of a plan are done, failed earlier, or still to run, according to the ledger.
+
+An item is done when its current key has a `succeeded` line and every recorded output is on
+disk with its recorded sha256. Input digests come from the ledger's stat cache, so deciding
+this for a large finished job does not re-read its images.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.core.fingerprint import DigestCache, item_key
+from pipeline.core.plan import Item
+from pipeline.outputs.files import output_intact
+
+
+@dataclass(slots=True)
+class Classified:
+    done: list[Item] = field(default_factory=list)
+    failed: list[Item] = field(default_factory=list)
+    pending: list[Item] = field(default_factory=list)
+    # keys computed while classifying (items with ledger history), so the runner needn't rehash
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+def current_key(item: Item, cache: DigestCache, recorded: list[dict] | None = None) -> str:
+    """The item's key now. `recorded` are the `inputs` of its last success: an input whose
+    size and mtime are unchanged since keeps its recorded digest, so no file is re-read."""
+    known: dict[str, dict] = {}
+    for entry in recorded or ():
+        path = entry.get("path")
+        if isinstance(path, str):
+            known[os.path.normpath(os.path.join(cache.base, path))] = entry
+
+    def sha(path: Path) -> str:
+        entry = known.get(os.path.normpath(path))
+        if entry is not None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                entry = None
+            else:
+                if st.st_size == entry.get("bytes") and st.st_mtime_ns == entry.get("mtime_ns"):
+                    return entry["sha256"]
+        return cache.digest(path).sha256
+
+    images = [sha(path) for path in item.images]
+    mask = sha(item.mask) if item.mask is not None else None
+    return item_key(item, images, mask)
+
+
+def classify(
+    items: Iterable[Item],
+    state,  # pipeline.ledger.writer.ResumeState (or a merge of several)
+    cache: DigestCache,
+    out_dir: Path,
+    *,
+    retry_failed: bool = False,
+) -> Classified:
+    """Sort items into done / failed / pending. Blocking (stat, maybe hashing): run in a thread.
+
+    An item with no ledger history is pending without hashing anything. A `failed` line of
+    class `fatal` never makes an item failed: it was the run that stopped, not the item.
+    """
+    result = Classified()
+    for item in items:
+        succeeded = state.succeeded(item.id)
+        failed = state.failed(item.id)
+        if succeeded is None and failed is None:
+            result.pending.append(item)
+            continue
+        try:
+            key = current_key(item, cache, (succeeded or {}).get("inputs"))
+        except OSError:
+            result.pending.append(item)  # the runner reports the unreadable input
+            continue
+        result.keys[item.id] = key
+        if (
+            succeeded is not None
+            and succeeded.get("key") == key
+            and all(output_intact(out_dir, out) for out in succeeded.get("outputs", []))
+        ):
+            result.done.append(item)
+        elif (
+            not retry_failed
+            and failed is not None
+            and failed.get("key") == key
+            and (failed.get("error") or {}).get("class") != "fatal"
+        ):
+            result.failed.append(item)
+        else:
+            result.pending.append(item)
+    return result

@@ -1,0 +1,108 @@
+"""ResumeState: what a ledger's lines say about each item, as resume needs it.
+
+A pure fold over ledger records (no I/O): the last success and the last failure of each item,
+and the spend recorded so far. `pipeline.ledger.writer.read_ledger` builds one while it reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+
+class ResumeState:
+    """What the ledger says about each item, as resume needs it.
+
+    `succeeded(item)` is the item's last success; `failed(item)` its last failure not followed
+    by a success. The caller compares their `key` with the item's current key.
+    """
+
+    def __init__(self) -> None:
+        self._succeeded: dict[str, dict] = {}
+        self._failed: dict[str, dict] = {}
+        self._spent = 0.0
+        self._last_ts = ""
+        self.last_run: str | None = None  # the run id of the latest line
+
+    @classmethod
+    def from_records(cls, records: Iterable[dict]) -> ResumeState:
+        state = cls()
+        for record in records:
+            state.add(record)
+        return state
+
+    @classmethod
+    def merge(cls, states: Iterable[ResumeState]) -> ResumeState:
+        """One state over several ledgers (shards): the later line wins for an item."""
+        merged = cls()
+        for state in states:
+            merged._spent += state._spent
+            _keep_later(merged._succeeded, state._succeeded)
+            _keep_later(merged._failed, state._failed)
+            if state._last_ts >= merged._last_ts:
+                merged._last_ts, merged.last_run = state._last_ts, state.last_run
+        for item, rec in list(merged._failed.items()):
+            if item in merged._succeeded and _ts(merged._succeeded[item]) > _ts(rec):
+                del merged._failed[item]
+        return merged
+
+    def add(self, record: dict) -> None:
+        self._last_ts = record.get("ts") or self._last_ts
+        self.last_run = record.get("run", self.last_run)
+        event = record.get("event")
+        if event == "succeeded":
+            item = record["item"]
+            # Only what resume needs, so a 100k-item ledger is not held in memory whole.
+            self._succeeded[item] = {
+                "item": item,
+                "key": record.get("key"),
+                "ts": record.get("ts"),
+                "run": record.get("run"),
+                "outputs": record.get("outputs"),
+                "inputs": record.get("inputs"),
+                "cost_usd": record.get("cost_usd"),
+            }
+            self._failed.pop(item, None)
+            self._spent += float(record.get("cost_usd") or 0.0)
+        elif event == "failed":
+            self._failed[record["item"]] = {
+                "item": record["item"],
+                "key": record.get("key"),
+                "ts": record.get("ts"),
+                "run": record.get("run"),
+                "error": record.get("error"),
+            }
+
+    def succeeded(self, item_id: str) -> dict | None:
+        return self._succeeded.get(item_id)
+
+    def failed(self, item_id: str) -> dict | None:
+        return self._failed.get(item_id)
+
+    @property
+    def spent_usd(self) -> float:
+        """USD of every succeeded line: what budget.total_usd counts against."""
+        return self._spent
+
+    def recorded_inputs(self, base: Path | None = None) -> Iterator[dict]:
+        """The `inputs` entries of every kept success, to seed fingerprint.DigestCache; a
+        relative path (as recorded beside the manifest) is joined to base."""
+        # os.path, not pathlib: this runs once per input of a 100,000-item ledger on resume.
+        root = os.fspath(base) if base is not None else None
+        for rec in self._succeeded.values():
+            for entry in rec.get("inputs") or ():
+                path = entry.get("path")
+                if root is not None and isinstance(path, str) and not os.path.isabs(path):
+                    entry = {**entry, "path": os.path.join(root, path)}
+                yield entry
+
+
+def _ts(rec: dict) -> str:
+    return rec.get("ts") or ""
+
+
+def _keep_later(into: dict[str, dict], records: dict[str, dict]) -> None:
+    for item, rec in records.items():
+        if item not in into or _ts(into[item]) <= _ts(rec):
+            into[item] = rec

@@ -1,0 +1,299 @@
+"""The JSONL ledger (CONTRACT section 4): the run's checkpoint, appended by one locked writer.
+
+Durability: each line reaches the OS in one write() the moment it is made, so a killed process
+(SIGKILL included) loses nothing it wrote. `run_started`, `succeeded`, `failed` and
+`run_finished` lines are also fsynced, so a power loss can lose only `attempt_failed` lines:
+they explain retries but decide nothing on resume, and an fsync per retry would buy nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import gc
+import json
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.core.errors import LedgerCorrupt, LedgerLocked
+from pipeline.ledger.scan import ResumeState
+from pipeline.outputs.files import fsync_dir
+
+VERSION = 1
+EVENTS = frozenset({"run_started", "attempt_failed", "succeeded", "failed", "run_finished"})
+DURABLE = frozenset({"run_started", "succeeded", "failed", "run_finished"})
+ITEM_EVENTS = frozenset({"attempt_failed", "succeeded", "failed"})
+_RESERVED = frozenset({"v", "ts", "run", "event"})
+_decode = json.JSONDecoder().decode  # skips json.loads' per-call encoding sniffing
+
+
+def timestamp(when: datetime | None = None) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-26T13:40:00.123Z."""
+    when = (when or datetime.now(UTC)).astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+class LedgerWriter:
+    """The one writer of a ledger, holding its lock from open() to close().
+
+    Call write()/awrite() from one thread only (the event loop's).
+    """
+
+    def __init__(
+        self, path: Path, run_id: str, extra: dict, fd: int, lock_fd: int, scan: LedgerScan
+    ):
+        self.path = path
+        self.run_id = run_id
+        self.scan = scan  # the ledger as it was when the lock was taken, torn tail repaired
+        self._extra = extra
+        self._fd: int | None = fd
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def open(cls, path: Path, *, run_id: str, extra_fields: dict | None = None) -> LedgerWriter:
+        """Lock the ledger (LedgerLocked if another process holds it), repair a torn last line,
+        read it into `self.scan`, and open it for appending. Blocking: call it in a thread."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock(path)
+        try:
+            # Repair only under the lock: an unlocked "torn" line may be one still being written.
+            scan = read_ledger(path, repair=True)
+            created = not path.exists()
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if created:
+                fsync_dir(path.parent)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return cls(path, run_id, dict(extra_fields or {}), fd, lock_fd, scan)
+
+    def write(self, event: str, **fields) -> dict:
+        """Append one line; fsync it when the event is one resume depends on."""
+        record = self._append(event, fields)
+        if event in DURABLE:
+            os.fsync(self._fd)
+        return record
+
+    async def awrite(self, event: str, **fields) -> dict:
+        """write() for the event loop: the append is cheap, the fsync goes to a thread."""
+        record = self._append(event, fields)
+        if event in DURABLE:
+            await asyncio.to_thread(os.fsync, self._fd)
+        return record
+
+    def _append(self, event: str, fields: dict) -> dict:
+        if self._fd is None:
+            raise ValueError(f"{self.path}: the ledger writer is closed")
+        if event not in EVENTS:
+            raise ValueError(f"unknown ledger event {event!r}; one of {sorted(EVENTS)}")
+        if clash := _RESERVED & fields.keys():
+            raise ValueError(f"ledger fields {sorted(clash)} are set by the writer itself")
+        record = {"v": VERSION, "ts": timestamp(), "run": self.run_id, "event": event}
+        record.update(self._extra)
+        record.update(fields)
+        line = memoryview(_encode(record))
+        written = 0
+        try:
+            while written < len(line):
+                written += os.write(self._fd, line[written:])
+        except OSError:
+            # Take back a partial line (disk full), so later lines do not glue onto it and
+            # turn a repairable tail into corruption in the middle.
+            if written:
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+            raise
+        return record
+
+    def close(self) -> None:
+        """fsync what is written and release the lock. Await every awrite() first."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> LedgerWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _encode(record: dict) -> bytes:
+    try:
+        return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (say, in a server's message) is not UTF-8; \u-escape everything.
+        return (json.dumps(record, separators=(",", ":")) + "\n").encode()
+
+
+def _lock(ledger: Path) -> int:
+    """Take the sidecar lock without waiting. flock dies with its process, so a killed run
+    never leaves a stale lock behind; the file only names the holder for the message."""
+    lock = ledger.with_name(ledger.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(os.pread(fd, 4096, 0))
+        os.close(fd)
+        raise LedgerLocked(
+            f"{ledger}: another run is using this ledger ({holder}; lock file {lock}); "
+            "wait for it to finish or stop that process, then run again"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
+    return fd
+
+
+def _holder(raw: bytes) -> str:
+    try:
+        info = json.loads(raw)
+        return f"pid {int(info['pid'])} on host {info['host']}"
+    except (ValueError, KeyError, TypeError):
+        return "a process that has not yet written its pid"
+
+
+@dataclass
+class LedgerScan:
+    path: Path
+    state: ResumeState
+    count: int = 0  # records read
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def records(self) -> Iterator[dict]:
+        """Every record again, read afresh from the file one at a time (the scan holds only
+        the state, so a 100k-line ledger is not kept in memory)."""
+        return iter_ledger(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    lineno: int
+    offset: int  # where the last complete line ends
+    whole: bool  # a whole JSON object that lacks only its newline
+
+
+def read_ledger(path: Path, *, repair: bool = False) -> LedgerScan:
+    """Read a ledger into a ResumeState. A missing file is an empty ledger. A torn last line
+    is left out with a warning, and with repair=True cut off the file (a whole last line that
+    lacks only its newline is kept and given one). Only the lock holder may repair."""
+    path = Path(path)
+    scan = LedgerScan(path, ResumeState())
+    reader = _Reader(path)
+    # The state keeps ~10^5 containers alive; cyclic collections while they pile up would
+    # double the scan's time, and nothing here makes cycles.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for record in reader:
+            scan.state.add(record)
+            scan.count += 1
+    finally:
+        if collecting:
+            gc.enable()
+    if reader.tail is not None:
+        scan.warnings.append(_repair(path, reader.tail) if repair else _torn(path, reader.tail))
+    return scan
+
+
+def iter_ledger(path: Path, warnings: list[str] | None = None) -> Iterator[dict]:
+    """Every record of a ledger in order, for reports; a torn last line is skipped and
+    reported in `warnings`."""
+    reader = _Reader(Path(path))
+    yield from reader
+    if reader.tail is not None and warnings is not None:
+        warnings.append(_torn(Path(path), reader.tail))
+
+
+class _Reader:
+    """Parses lines one at a time; only the last line may be torn, any other bad line raises."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tail: _Tail | None = None
+
+    def __iter__(self) -> Iterator[dict]:
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        with f:
+            offset, bad = 0, None
+            for lineno, raw in enumerate(f, 1):
+                if bad is not None:
+                    raise self._corrupt(*bad)
+                try:
+                    record = _decode(raw.decode())
+                    if not isinstance(record, dict):
+                        raise ValueError("a JSON value that is not an object")
+                except ValueError as exc:
+                    if not raw.strip():  # a blank line, say from a hand edit
+                        offset += len(raw)
+                        continue
+                    bad = (lineno, f"not a JSON object ({exc})")
+                    continue
+                self._check(lineno, record)
+                yield record
+                if not raw.endswith(b"\n"):
+                    self.tail = _Tail(lineno, offset, whole=True)
+                    return
+                offset += len(raw)
+            if bad is not None:
+                self.tail = _Tail(bad[0], offset, whole=False)
+
+    def _check(self, lineno: int, record: dict) -> None:
+        if record.get("v") != VERSION:
+            raise LedgerCorrupt(
+                f"{self.path}:{lineno}: ledger version {record.get('v')!r} is not supported "
+                f"(this editbatch reads version {VERSION}); upgrade editbatch, or move the "
+                "ledger aside to start afresh"
+            )
+        event = record.get("event")
+        if not isinstance(event, str) or (event in ITEM_EVENTS and "item" not in record):
+            raise self._corrupt(lineno, "a line without its event, or an item line without item")
+
+    def _corrupt(self, lineno: int, what: str) -> LedgerCorrupt:
+        return LedgerCorrupt(
+            f"{self.path}:{lineno}: {what}; only a last line can be torn, so the ledger is "
+            f"damaged: delete line {lineno} (its item runs again) or move the ledger aside "
+            "(every item runs again)"
+        )
+
+
+def _torn(path: Path, tail: _Tail) -> str:
+    if tail.whole:
+        return f"{path}:{tail.lineno}: the last line lacks its newline; the next run adds it"
+    return (
+        f"{path}:{tail.lineno}: the last line is torn (a run stopped while writing it); "
+        "ignored it, the next run cuts it off"
+    )
+
+
+def _repair(path: Path, tail: _Tail) -> str:
+    if tail.whole:
+        with open(path, "ab", buffering=0) as f:
+            f.write(b"\n")
+            os.fsync(f.fileno())
+        return f"{path}:{tail.lineno}: the last line lacked its newline; added it"
+    with open(path, "r+b") as f:
+        cut = os.fstat(f.fileno()).st_size - tail.offset
+        f.truncate(tail.offset)
+        os.fsync(f.fileno())
+    return (
+        f"{path}:{tail.lineno}: the last line was torn (a run stopped while writing it); "
+        f"cut off its {cut} bytes"
+    )

@@ -1,0 +1,3 @@
+"""Image bytes: formats by magic bytes, header-only sizes, mask conversion.
+Imports only `core`.
+"""

@@ -1,0 +1,226 @@
+"""Output files: their names, their atomic writing, and whether a recorded one is still intact.
+
+An output appears whole or not at all (temporary file in the same folder, fsync, rename), its
+path never leaves the output folder, and its bytes are the API's bytes, never re-encoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import stat
+import string
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from pipeline.core.fingerprint import file_digest
+from pipeline.core.plan import Item
+
+# "jpeg" is written as ".jpg": the extension most tools and people expect for JPEG files.
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "webp"}
+TEMPLATE_FIELDS = ("id", "stem", "model")
+_TEMP = re.compile(r"\..+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    path: Path
+    sha256: str
+    bytes: int
+    mtime_ns: int
+
+    def record(self, out_dir: Path) -> dict:
+        """The file as a ledger `outputs` entry: path relative to out_dir, posix style."""
+        relpath = Path(self.path).relative_to(out_dir).as_posix()
+        return {
+            "path": relpath,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "mtime_ns": self.mtime_ns,
+        }
+
+
+def extension(output_format: str) -> str:
+    fmt = output_format.lower()
+    if fmt in EXTENSIONS:
+        return EXTENSIONS[fmt]
+    # A format this version does not know is passed to the API as is; name the file after it
+    # as long as it is a plain word.
+    if re.fullmatch(r"[a-z0-9]{1,10}", fmt):
+        return fmt
+    raise ValueError(f"output_format {output_format!r} cannot name a file; use png, jpeg or webp")
+
+
+def render_stem(template: str, item: Item) -> str:
+    """Fill {id}, {stem} (the first image's stem) and {model}. A "/" in the template makes
+    subfolders; the result may not be empty, absolute or climb out with "..".
+    """
+    values = {
+        "id": item.id,
+        "stem": item.images[0].stem if item.images else "",
+        "model": item.model,
+    }
+    where = f"output.name {template!r} for item {item.id!r}"
+    parts: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}; write literal braces as {{{{ and }}}}") from None
+    for literal, field, spec, conversion in parsed:
+        parts.append(literal)
+        if field is None:
+            continue
+        try:
+            if field not in values or conversion:
+                raise ValueError(
+                    f"unknown field {{{field}{'!' + conversion if conversion else ''}}}"
+                )
+            parts.append(format(values[field], spec or ""))
+        except ValueError as exc:
+            fields = ", ".join(f"{{{name}}}" for name in TEMPLATE_FIELDS)
+            raise ValueError(f"{where}: {exc}; the fields are {fields}") from None
+    stem = "".join(parts)
+    if "\0" in stem or stem.startswith("/") or any(p in ("", ".", "..") for p in stem.split("/")):
+        raise ValueError(
+            f"{where}: gives {stem!r}, which is not a path inside the output folder; "
+            'use a template such as "{id}" whose result is a plain relative name'
+        )
+    return stem
+
+
+def output_relpaths(item: Item, template: str) -> list[str]:
+    """Posix paths relative to the output folder: <stem>.<ext>, or <stem>-1.<ext> ... when n > 1."""
+    stem = render_stem(template, item)
+    ext = extension(item.output_format)
+    if item.n == 1:
+        return [f"{stem}.{ext}"]
+    return [f"{stem}-{i}.{ext}" for i in range(1, item.n + 1)]
+
+
+def safe_join(out_dir: Path, relpath: str) -> Path:
+    """out_dir / relpath, refusing any path that would end up outside out_dir, symlinks
+    included.
+
+    Only the folders between out_dir and the file are resolved: the file itself is replaced
+    by a rename, which replaces a symlink rather than writing through it. So a name directly
+    in out_dir (the usual `{id}`) costs no filesystem call at all.
+    """
+    rel = PurePosixPath(relpath)
+    if not relpath or rel.is_absolute() or ".." in rel.parts or "\0" in relpath:
+        raise ValueError(f"output path {relpath!r} leaves the output folder {out_dir}")
+    joined = Path(out_dir) / rel
+    if len(rel.parts) > 1:
+        base = Path(out_dir).resolve()
+        folder = joined.parent.resolve()
+        if not folder.is_relative_to(base):
+            raise ValueError(
+                f"output path {relpath!r} is in {folder}, outside the output folder {base}; "
+                "remove the symlink that leads out of it"
+            )
+    return joined
+
+
+def write_atomic(path: Path, data: bytes) -> OutputFile:
+    """Write data to path whole or not at all; blocking, run it in a thread."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        # O_EXCL: never write through a file (or symlink) someone else put there.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with open(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+            st = os.fstat(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return OutputFile(path, hashlib.sha256(data).hexdigest(), st.st_size, st.st_mtime_ns)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in folder survive a power loss."""
+    # Some filesystems cannot fsync a folder; a rename is atomic there all the same.
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def output_intact(out_dir: Path, recorded: dict) -> bool:
+    """True when the recorded output is on disk with its recorded size and sha256.
+
+    When size and mtime_ns both match the record, the file is trusted without re-reading it, so
+    resuming a large finished job costs a stat per output, not a read. The recorded path is
+    checked lexically (it is ours, written through safe_join), not resolved: this runs once
+    per output of a 100,000-item ledger.
+    """
+    relpath = recorded.get("path")
+    if not isinstance(relpath, str) or not _plain_relative(relpath):
+        return False
+    path = os.path.join(out_dir, relpath)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_size != recorded.get("bytes"):
+        return False
+    if recorded.get("mtime_ns") == st.st_mtime_ns:
+        return True
+    try:
+        return file_digest(Path(path)).sha256 == recorded.get("sha256")
+    except OSError:
+        return False
+
+
+def _plain_relative(relpath: str) -> bool:
+    return (
+        bool(relpath)
+        and "\0" not in relpath
+        and not relpath.startswith("/")
+        and (".." not in relpath.split("/"))
+    )
+
+
+def remove_stale_temps(out_dir: Path) -> list[Path]:
+    """Delete temporary files that a killed run left in out_dir (our naming only, and only
+    those whose writing process is gone). Returns what was removed."""
+    removed = []
+    for folder, _dirs, files in os.walk(out_dir):
+        for name in files:
+            match = _TEMP.fullmatch(name)
+            if match and not _alive(int(match["pid"])):
+                path = Path(folder, name)
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    except OverflowError:
+        return False
+    return True
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """A small text file (summary, metrics, report page), whole or not at all."""
+    write_atomic(Path(path), text.encode("utf-8"))
