@@ -222,19 +222,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from pipeline.cost.estimate import estimate_plan
-    from pipeline.ledger.status import pending_items
-    from pipeline.manifest.load import load_plan
-    from pipeline.report.text import render_estimate
+    import asyncio
 
+    from pipeline.cli.run import print_dry_run
+    from pipeline.engine.runner import RunOptions, run
+    from pipeline.manifest.load import load_plan
+
+    # The same answer as `run --dry-run`: the pending items, their cost, the budget's outlook.
     plan = load_plan(args.manifest)
-    pending = pending_items(plan, retry_failed=args.retry_failed)
-    estimate = estimate_plan(plan, pending)
-    if args.json:
-        _print_json(estimate.to_json(items=True))
-    else:
-        print(render_estimate(estimate), flush=True)
-    return 0
+    summary = asyncio.run(run(plan, RunOptions(dry_run=True, retry_failed=args.retry_failed)))
+    return print_dry_run(summary, args.json, title="estimate")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

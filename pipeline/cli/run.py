@@ -53,7 +53,7 @@ def run_command(args: argparse.Namespace) -> int:
     )
     summary = asyncio.run(_run_with_signals(plan, options, control))
     if summary.estimate is not None:
-        return _print_dry_run(args, summary)
+        return print_dry_run(summary, args.json)
     print(human_summary(summary, str(args.manifest)), file=sys.stderr, flush=True)
     data = summary.to_json() | advice.diagnosis(summary, str(args.manifest))
     if args.json:
@@ -108,17 +108,43 @@ def _sim_config(args: argparse.Namespace):
     )
 
 
-def _print_dry_run(args: argparse.Namespace, summary) -> int:
+SHOWN_ITEMS = 10
+
+
+def print_dry_run(summary, as_json: bool, title: str = "dry run") -> int:
+    """A dry run's (or `estimate`'s) answer: what would be sent, what it would cost, where
+    the budget would stop it, and whether the run could start."""
+    if as_json:
+        print(json.dumps(summary.to_json(), indent=2), flush=True)
+        return summary.exit_code
+    print(dry_run_text(summary, title), flush=True)
+    return summary.exit_code
+
+
+def dry_run_text(summary, title: str = "dry run") -> str:
     from pipeline.report.text import render_estimate
 
-    if args.json:
-        print(json.dumps(summary.to_json(), indent=2), flush=True)
-    else:
-        s = summary.stats
-        print(
-            f"dry run: {s.done_before} done, {s.failed_before} failed earlier, "
-            f"{s.pending} would be sent; nothing was sent",
-            file=sys.stderr,
+    s = summary.stats
+    ids = [e.item_id for e in summary.estimate.items]
+    lines = [
+        f"{title}: {s.done_before} done, {s.failed_before} failed earlier, "
+        f"{s.pending} would be sent; nothing was sent",
+        render_estimate(summary.estimate).rstrip("\n"),
+    ]
+    if ids:
+        more = f" and {len(ids) - SHOWN_ITEMS} more (all: --json)" if len(ids) > SHOWN_ITEMS else ""
+        lines.append(f"to send ({len(ids)}): " + ", ".join(ids[:SHOWN_ITEMS]) + more)
+    if summary.outlook is not None:
+        lines.append(f"budget: {summary.outlook.sentence()}")
+    if s.pending == 0:
+        pass  # nothing to send: the key does not matter
+    elif summary.key_set is True:
+        lines.append(f"key: {summary.key_env} is set")
+    elif summary.key_set is False:
+        lines.append(
+            f"key: {summary.key_env} is not set: `run` would refuse to start; export the key "
+            "in it, or try the job with --simulate"
         )
-        print(render_estimate(summary.estimate), flush=True)
-    return summary.exit_code
+    for message in summary.messages:
+        lines.append(f"note: {message}")
+    return "\n".join(lines)

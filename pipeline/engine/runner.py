@@ -98,7 +98,7 @@ async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
         shard=options.shard,
     )
     if options.dry_run:
-        return await asyncio.to_thread(_dry_run, plan, options, items)
+        return await asyncio.to_thread(_dry_run, plan, options, settings, items)
     control = options.control or RunControl()
     if options.simulate:
         from pipeline.simulator import SimConfig, running
@@ -134,19 +134,34 @@ async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
     return await session.execute(items)
 
 
-def _dry_run(plan: Plan, options: RunOptions, items: list[Item]) -> RunSummary:
-    """A run that sends nothing: what is done, failed and pending, and the estimate of what
-    the pending items would cost. Reads the job's ledgers without taking their lock."""
+def _dry_run(
+    plan: Plan, options: RunOptions, settings: RunSettings, items: list[Item]
+) -> RunSummary:
+    """A run that sends nothing: what is done, failed and pending, what the pending items
+    would cost, where the budget would stop them, and whether the run could start (the
+    prices a budget needs, the key variable). Reads the job's ledgers without their lock."""
+    from pipeline.core.fingerprint import DigestCache
     from pipeline.cost.estimate import estimate_plan
-    from pipeline.ledger.status import classify_plan
+    from pipeline.cost.outlook import budget_outlook
+    from pipeline.ledger.resume import classify
+    from pipeline.ledger.status import read_job_state
 
-    classified = classify_plan(plan, items, retry_failed=options.retry_failed)
+    state, messages = read_job_state(plan)
+    cache = DigestCache(base=plan.manifest_path.parent)
+    classified = classify(items, state, cache, plan.output.dir, retry_failed=options.retry_failed)
+    settings.check_prices(classified.pending, messages.append)  # as a run would, before sending
     stats = RunStats(
         total=len(items),
         done_before=len(classified.done),
         failed_before=len(classified.failed),
         pending=len(classified.pending),
+        failed_before_ids=[item.id for item in classified.failed],
     )
+    estimate = estimate_plan(plan, classified.pending)
+    total_usd = settings.total_usd
+    if settings.shard is not None:
+        total_usd = settings.shard.total_share(total_usd, state.spent_usd)
+    key_env = plan.endpoint.api_key_env
     ledger = plan.ledger if options.shard is None else options.shard.ledger_path(plan.ledger)
     return RunSummary(
         run_id="dry-run",
@@ -158,8 +173,17 @@ def _dry_run(plan: Plan, options: RunOptions, items: list[Item]) -> RunSummary:
         ledger=ledger,
         output_dir=plan.output.dir,
         budget_left_usd=None,
-        spent_total_usd=0.0,
-        messages=[],
+        spent_total_usd=state.spent_usd,
+        messages=messages,
         simulated=options.simulate,
-        estimate=estimate_plan(plan, classified.pending),
+        estimate=estimate,
+        manifest_path=plan.manifest_path,
+        outlook=budget_outlook(
+            estimate.items,
+            run_usd=settings.run_usd,
+            total_usd=total_usd,
+            spent_before_usd=state.spent_usd,
+        ),
+        key_env=key_env,
+        key_set=None if options.simulate else bool(options.api_key or os.environ.get(key_env)),
     )

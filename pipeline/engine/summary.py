@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.cost.estimate import PlanEstimate
+from pipeline.cost.outlook import BudgetOutlook
 from pipeline.cost.pricing import TokenCounts
 
 
@@ -92,6 +93,9 @@ class RunSummary:
     simulated: bool = False
     estimate: PlanEstimate | None = None  # a dry run's estimate of the pending items
     manifest_path: Path | None = None
+    outlook: BudgetOutlook | None = None  # a dry run's: where the budget stops the items
+    key_env: str = ""  # a dry run's: the variable that holds the key, and whether it is set
+    key_set: bool | None = None  # None: no key needed (--simulate)
     base_url: str = ""  # where requests went (the simulator's loopback URL with --simulate)
 
     @property
@@ -121,7 +125,16 @@ class RunSummary:
     def to_json(self) -> dict:
         if self.estimate is not None:  # a dry run: the estimate with the items' states
             data = self.estimate.to_json(items=True)
-            data.update(done=self.stats.done_before, failed=self.stats.failed_before, dry_run=True)
+            data.update(
+                done=self.stats.done_before,
+                failed=self.stats.failed_before,
+                failed_ids=list(self.stats.failed_before_ids),
+                dry_run=True,
+                budget=None if self.outlook is None else self.outlook.to_json(),
+                key_env=self.key_env,
+                key_set=self.key_set,
+                messages=self.messages,
+            )
             return data
         return {
             "run": self.run_id,

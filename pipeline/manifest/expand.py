@@ -14,7 +14,8 @@ from types import MappingProxyType
 
 from pipeline.core.errors import Problem
 from pipeline.core.plan import Item, ParamValue
-from pipeline.manifest.schema import GlobItem, ImageItem, Params
+from pipeline.manifest.schema import FromItem, GlobItem, ImageItem, Params
+from pipeline.manifest.sources import expand_rows
 from pipeline.outputs.files import render_stem
 
 _PARAM_ORDER = tuple(Params.model_fields)  # the form fields' order, whatever the YAML's
@@ -44,7 +45,7 @@ def request_params(spec: Params, under: dict[str, ParamValue]) -> dict[str, Para
 
 
 def expand_items(
-    specs: Iterable[tuple[int, ImageItem | GlobItem]],
+    specs: Iterable[tuple[int, ImageItem | GlobItem | FromItem]],
     *,
     base: Path,
     defaults: dict[str, ParamValue],
@@ -78,6 +79,19 @@ def expand_items(
             )
             problems += _item_problems(item, prompt)
             items.append(item)
+            continue
+        if isinstance(spec, FromItem):
+            rows, row_problems = expand_rows(
+                spec,
+                index,
+                export_path=_absolute(root, spec.source),
+                params=dict(params),
+                overrides=frozenset(own),
+                default_prompt=default_prompt,
+                absolute=absolute,
+            )
+            items += rows
+            problems += row_problems
             continue
         where = f"items[{index}] (glob {spec.glob})"
         matches = _glob(base, spec.glob)

@@ -11,7 +11,7 @@ import difflib
 from pathlib import Path
 
 from pipeline.core.errors import Problem
-from pipeline.manifest.schema import SECTIONS, GlobItem, ImageItem, Manifest
+from pipeline.manifest.schema import SECTIONS, FromItem, GlobItem, ImageItem, Manifest
 from pipeline.manifest.yamlfile import locate
 
 _EXPECTED = {
@@ -71,7 +71,7 @@ def _at_key(error: dict) -> bool:
 
 def _without_tags(loc: tuple) -> tuple:
     """The path in the YAML: without the union's tag after an item's index, or "[key]"."""
-    if len(loc) > 2 and loc[0] == "items" and loc[2] in ("image", "glob"):
+    if len(loc) > 2 and loc[0] == "items" and loc[2] in ("image", "glob", "from"):
         loc = loc[:2] + loc[3:]
     return loc[:-1] if loc and loc[-1] == "[key]" else loc
 
@@ -110,10 +110,12 @@ def _allowed_keys(parent: tuple, data: object) -> list[str]:
         model = Manifest
     elif parent[0] == "items":
         raw = data["items"][parent[1]]  # type: ignore[index]
-        model = GlobItem if isinstance(raw, dict) and "glob" in raw else ImageItem
+        model = ImageItem
+        if isinstance(raw, dict):
+            model = FromItem if "from" in raw else GlobItem if "glob" in raw else ImageItem
     else:
         model = SECTIONS[parent[0]]
-    return sorted(model.model_fields)
+    return sorted(field.alias or name for name, field in model.model_fields.items())
 
 
 def _dotted(loc: tuple, data: object) -> str:
@@ -136,6 +138,8 @@ def _item_name(raw: object) -> str:
         return f" ({raw['id']})"
     if isinstance(raw.get("glob"), str):
         return f" (glob {raw['glob']})"
+    if isinstance(raw.get("from"), str):
+        return f" (from {raw['from']})"
     image = raw.get("image")
     image = image[0] if isinstance(image, list) and image else image
     return f" ({Path(image).stem})" if isinstance(image, str) else ""

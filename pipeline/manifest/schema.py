@@ -144,12 +144,35 @@ class GlobItem(Params):
         return template
 
 
+class FromItem(Params):
+    """One item per row of an export; its columns fill the item keys and the {templates}."""
+
+    model_config = ConfigDict(populate_by_name=False)
+
+    source: Text = Field(
+        alias="from",
+        description="A .csv, .jsonl or .json (a list of objects) file: one item per row. "
+        "Columns named like item keys set them; every column is a {template} field.",
+    )
+    id: Text | None = Field(None, description="Template, e.g. {sku}; default: the id column.")
+    image: ImagePaths | None = Field(None, description="Template(s); default: the image column.")
+    mask: Text | None = Field(None, description="Template, e.g. masks/{sku}.png.")
+    prompt: Text | None = Field(None, description="Template, e.g. Put the {title} on marble.")
+
+
 def _item_kind(value: Any) -> str:
-    return "glob" if isinstance(value, dict) and "glob" in value else "image"
+    if isinstance(value, dict):
+        if "from" in value:
+            return "from"
+        if "glob" in value:
+            return "glob"
+    return "image"
 
 
 ItemSpec = Annotated[
-    Annotated[ImageItem, Tag("image")] | Annotated[GlobItem, Tag("glob")],
+    Annotated[ImageItem, Tag("image")]
+    | Annotated[GlobItem, Tag("glob")]
+    | Annotated[FromItem, Tag("from")],
     Discriminator(_item_kind),
 ]
 

@@ -145,6 +145,6 @@ def render_estimate(estimate: PlanEstimate, width: int | None = None) -> str:
 
 
 def _usd_text(usd: float, totals: Totals) -> str:
-    if totals.unpriced_items == totals.pending:
+    if totals.pending and totals.unpriced_items == totals.pending:
         return "no price"
     return f"{usd:,.4f}" + (" + unpriced" if totals.unpriced_items else "")
