@@ -292,7 +292,6 @@ UNUSABLE_BODIES = {
     # verify() catches the PNG without its end, only a full decode the JPEG without its tail
     "png without its end": b64_body(noisy("PNG")[:-20]),
     "truncated jpeg": b64_body(noisy("JPEG")[:-200]),
-    "wrong count": b64_body(PNG, PNG),
     "entry without image": b'{"data": [{"revised_prompt": "x"}]}',
 }
 
@@ -311,6 +310,42 @@ async def test_unusable_200_bodies_are_retryable_bad_responses(serve, session, b
     assert (exc.http_status, exc.transport, exc.request_id) == (200, None, "r1")
     assert cause_of(exc) == "bad_response"
     assert str(exc).startswith("unusable response: ")
+    assert exc.billed and exc.usage is None  # billed; no usage could be read
+
+
+async def test_an_unusable_200_carries_the_usage_it_was_billed_for(serve, session):
+    body = {"data": [{"b64_json": "iVBOR!!"}], "usage": USAGE}
+    exc = await failure(session, await serve(json_answer(200, body)), RetryableError)
+    assert exc.billed and exc.usage == USAGE
+
+
+async def test_a_200_cut_mid_body_is_billed_with_no_usage(serve, session):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.content_length = 10_000
+        await resp.prepare(request)
+        await resp.write(b'{"data": [{"b64_json": "iVBOR')
+        request.transport.close()
+        return resp
+
+    exc = await failure(session, await serve(handler), RetryableError)
+    assert exc.billed and exc.usage is None and exc.http_status == 200
+    assert exc.transport == "truncated body"
+
+
+async def test_errors_other_than_2xx_are_not_billed(serve, session):
+    exc = await failure(session, await serve(json_answer(503, {})), RetryableError)
+    assert not exc.billed and exc.charge is None
+
+
+async def test_fewer_images_than_n_are_kept_and_more_are_cut_to_n(serve, session):
+    few = await client(session, await serve(json_answer(200, ok_body(PNG)))).edit(request(n=3))
+    assert len(few.images) == 1
+    many = await client(session, await serve(json_answer(200, ok_body(PNG, JPEG, WEBP)))).edit(
+        request(n=2)
+    )
+    assert [sniff_format(i) for i in many.images] == ["png", "jpeg"]
 
 
 async def test_rate_limit_429_carries_retry_after_and_rate_headers(serve, session):

@@ -341,8 +341,13 @@ async def test_an_output_that_cannot_be_written_aborts_with_exit_4(tmp_path, sim
         summary = await run(plan, options(sim, concurrency=1))
     assert summary.exit_code == 4
     assert any("cannot write outputs" in m for m in summary.messages)
-    failed = next(rec for rec in read_ledger_lines(plan.ledger) if rec["event"] == "failed")
+    lines = read_ledger_lines(plan.ledger)
+    failed = next(rec for rec in lines if rec["event"] == "failed")
     assert failed["item"] == "sku-002" and failed["error"]["class"] == "fatal"
+    # The answer was billed though its output could not be written: its cost is on the line.
+    assert failed["cost_usd"] > 0 and failed["usage"]
+    spend = sum(rec.get("cost_usd") or 0 for rec in lines if rec["event"] != "run_finished")
+    assert round(summary.spent_total_usd, 6) == round(spend, 6)
 
 
 async def test_resume_decides_done_items_without_rereading_their_inputs(tmp_path, sim_factory):

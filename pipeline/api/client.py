@@ -58,7 +58,7 @@ class EditRequest:
 class EditResponse:
     images: list[bytes]  # decoded and verified, in the order the server sent them
     output_format: str  # png, jpeg or webp: sniffed from the bytes, which is what gets written
-    usage: dict | None
+    usage: object  # as the server sent it (None: it sent none); cost.usage reads it
     request_id: str | None
     status: int
     body_size: int
@@ -107,17 +107,31 @@ def _decode_b64(text: str) -> bytes:
         raise _unusable(f"b64_json is not valid base64 ({exc})") from None
 
 
-def parse_success(body: bytes, expected_n: int | None) -> tuple[list[bytes | str], dict | None]:
-    """The decoded images (or URLs still to download) and the usage of a 2xx body."""
+def parse_success(body: bytes, expected_n: int | None) -> tuple[list[bytes | str], object]:
+    """The decoded images (or URLs still to download) and the usage of a 2xx body.
+
+    Fewer images than asked for are kept (asking again would pay for all n again); more are
+    cut to the n asked for. An unusable body raises a RetryableError carrying the usage it
+    had (the provider billed it), None when none could be read.
+    """
     try:
         doc = json.loads(body)
     except ValueError as exc:
         raise _unusable(f"the body is not JSON ({one_line(str(exc), 120)})") from None
+    usage = doc.get("usage") if isinstance(doc, dict) else None
+    try:
+        return _entries(doc, expected_n), usage
+    except RetryableError as exc:
+        exc.usage = usage
+        raise
+
+
+def _entries(doc: object, expected_n: int | None) -> list[bytes | str]:
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list) or not data:
         raise _unusable("the body has no `data` list of images")
-    if expected_n is not None and len(data) != expected_n:
-        raise _unusable(f"asked for n={expected_n} images, got {len(data)}")
+    if expected_n is not None and len(data) > expected_n:
+        data = data[:expected_n]
     entries: list[bytes | str] = []
     for index, entry in enumerate(data):
         b64 = entry.get("b64_json") if isinstance(entry, dict) else None
@@ -130,8 +144,7 @@ def parse_success(body: bytes, expected_n: int | None) -> tuple[list[bytes | str
             entries.append(url)
         else:
             raise _unusable(f"data[{index}] has neither b64_json nor an http(s) url")
-    usage = doc.get("usage")
-    return entries, usage if isinstance(usage, dict) else None
+    return entries
 
 
 def verify_images(images: list[bytes]) -> str:
@@ -212,8 +225,12 @@ class EditsClient:
         return text.replace(self._api_key, "***") if self._api_key else text
 
     async def edit(self, req: EditRequest) -> EditResponse:
-        """One attempt. Raises an AttemptError subclass saying what to do next."""
+        """One attempt. Raises an AttemptError subclass saying what to do next; one raised
+        after a 2xx status arrived is `billed` (the provider charged for the answer)."""
         started = self._clock()
+        status: int | None = None
+        kept: dict[str, str] = {}
+        request_id = None
         try:
             async with self._session.post(
                 self._url,
@@ -239,21 +256,15 @@ class EditsClient:
                 async with self._decoding:
                     body = await resp.read()
                     body_size = len(body)
-                    try:
-                        entries, usage = await asyncio.to_thread(parse_success, body, req.n)
-                    except RetryableError as exc:
-                        exc.http_status, exc.request_id = status, request_id
-                        raise _tag(exc, kept) from None
+                    entries, usage = await asyncio.to_thread(parse_success, body, req.n)
                     del body
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc, f"POST {self._url}", self._timeout_s) from exc
-        try:
             images = [e if isinstance(e, bytes) else await self._download(e) for e in entries]
             output_format = await asyncio.to_thread(verify_images, images)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = _transport_error(exc, f"POST {self._url}", self._timeout_s)
+            raise _billed(error, status, request_id, kept) from exc
         except RetryableError as exc:
-            exc.http_status, exc.request_id = status, request_id
-            _tag(exc, kept)
-            raise
+            raise _billed(exc, status, request_id, kept) from None
         return EditResponse(
             images=images,
             output_format=output_format,
@@ -304,3 +315,14 @@ class EditsClient:
 def _tag(exc: AttemptError, headers: Mapping[str, str]) -> AttemptError:
     exc.headers = dict(headers)  # read by the rate controller
     return exc
+
+
+def _billed(
+    exc: AttemptError, status: int | None, request_id: str | None, headers: Mapping[str, str]
+) -> AttemptError:
+    """Mark a failure after a 2xx status arrived: the provider billed that answer (a body cut
+    by a reset or a timeout, unusable images, a failed download). Others pass unchanged."""
+    if status is None or not 200 <= status < 300:
+        return exc
+    exc.http_status, exc.request_id, exc.billed = status, request_id, True
+    return _tag(exc, headers)

@@ -7,6 +7,7 @@
     │   └── LedgerLocked      another live process holds the ledger's lock
     └── AttemptError          one HTTP attempt did not give usable images
         ├── RetryableError    408, 409, 5xx, timeouts, resets, unusable 200 bodies -> retry
+        │                     (an unusable 200 is `billed`: its cost is recorded all the same)
         │   └── RateLimited   429 rate limit -> pause the whole pool, then retry
         ├── PermanentError    400, 413, 422 (moderation, bad parameters) -> fail the item
         └── FatalError        401, 403, 404, 429 quota spent -> abort the run (exit 4)
@@ -71,6 +72,8 @@ class AttemptError(EditbatchError):
         retry_after_s: float | None = None,
         transport: str | None = None,
         headers: dict[str, str] | None = None,
+        billed: bool = False,
+        usage: object = None,
     ):
         super().__init__(message)
         self.message = message
@@ -83,6 +86,11 @@ class AttemptError(EditbatchError):
         self.transport = transport
         # the response's rate-limit and retry-after headers, for the rate controller
         self.headers: dict[str, str] = dict(headers or {})
+        # A 2xx answer that could not be used was billed all the same: the usage it carried
+        # (None when none could be read), and what the engine charged for it.
+        self.billed = billed
+        self.usage = usage
+        self.charge: object = None  # cost.usage.Charge, set by the engine for billed attempts
 
     def describe(self) -> dict:
         """The error as the ledger records it (no class: the caller adds that)."""

@@ -12,7 +12,8 @@ import time
 from pipeline.api.client import EditResponse, EditsClient
 from pipeline.core.errors import AttemptError, FatalError, PermanentError, RetryableError
 from pipeline.core.plan import Item, Plan
-from pipeline.cost.pricing import Price, cost_of_usage
+from pipeline.cost.pricing import Price
+from pipeline.cost.usage import Charge
 from pipeline.engine.gates import Gates
 from pipeline.engine.prepare import Prepared, Preparer, write_outputs
 from pipeline.engine.record import Recorder
@@ -123,22 +124,20 @@ class Attempts:
         try:
             response = await self.client.edit(prepared.request)
         except AttemptError as exc:
+            if exc.billed:  # an unusable 2xx: the provider billed it all the same
+                exc.charge = self._charge(prepared, exc.usage, usable=False)
+                actual = exc.charge.cost_usd
             self.gates.failed(exc)
             raise
         else:
-            actual = self._cost(prepared, response)[0]
+            actual = self._charge(prepared, response.usage, usable=True).cost_usd
             self.gates.succeeded(response.headers)
             return response, time.monotonic() - admission.began
         finally:
             self.gates.answered(admission, actual)
 
-    def _cost(self, prepared: Prepared, response: EditResponse) -> tuple[float | None, bool]:
-        price = self.prices.get(prepared.item.model)
-        if response.usage is None:
-            return prepared.expected_usd, True
-        if price is None:
-            return None, False
-        return cost_of_usage(response.usage, price), False
+    def _charge(self, prepared: Prepared, usage: object, *, usable: bool) -> Charge:
+        return prepared.charge(usage, self.prices.get(prepared.item.model), usable=usable)
 
     def _attempt_failed(self, prepared: Prepared, retry_state, used: int) -> None:
         """tenacity's before_sleep: the attempt failed and another comes after the wait."""
@@ -150,12 +149,23 @@ class Attempts:
         self, prepared: Prepared, response: EditResponse, latency: float, attempt: int
     ) -> None:
         item = prepared.item
+        # The answer was billed whether or not its outputs can be written: the verdict line
+        # carries the cost either way, so the ledger's spend is the provider's bill.
+        charge = self._charge(prepared, response.usage, usable=True)
         try:
             outputs = await write_outputs(self.plan, item, response.images)
         except ValueError as exc:  # the output name leaves the folder (a symlink, say)
             message = f"cannot write the output: {exc}"
             await self.recorder.failed(
-                item.id, prepared.key, "permanent", None, message, attempt, cause="output"
+                item.id,
+                prepared.key,
+                "permanent",
+                None,
+                message,
+                attempt,
+                charge=charge,
+                usage=response.usage,
+                cause="output",
             )
             return
         except OSError as exc:  # disk full, permissions: every item would fail the same way
@@ -165,17 +175,18 @@ class Attempts:
             )
             self.stops.stop("fatal", f"aborted: {message}")
             await self.recorder.failed(
-                item.id, prepared.key, "fatal", None, message, attempt, cause="output"
+                item.id,
+                prepared.key,
+                "fatal",
+                None,
+                message,
+                attempt,
+                charge=charge,
+                usage=response.usage,
+                cause="output",
             )
             return
-        cost, estimated = self._cost(prepared, response)
         await self.recorder.succeeded(
-            prepared,
-            response,
-            outputs,
-            attempt=attempt,
-            latency_s=latency,
-            cost_usd=cost,
-            estimated=estimated,
+            prepared, response, outputs, attempt=attempt, latency_s=latency, charge=charge
         )
         self.gates.observe_latency(latency)

@@ -22,6 +22,7 @@ from pipeline.core.fingerprint import FileDigest, item_key
 from pipeline.core.plan import Item, Plan
 from pipeline.cost.estimate import estimate_item
 from pipeline.cost.pricing import Price, TokenCounts
+from pipeline.cost.usage import Charge, charge
 from pipeline.media.images import content_type, has_alpha_channel, mask_bytes, sniff_format
 from pipeline.outputs.files import extension, render_stem, safe_join, write_atomic
 
@@ -37,6 +38,17 @@ class Prepared:
     worst_usd: float  # reserved against the budget before each attempt (0 when unpriced)
     expected_usd: float | None  # recorded as the cost when a proxy returns no usage
     expected_counts: TokenCounts
+    worst_counts: TokenCounts  # with worst_usd: charged for a billed answer without usage
+
+    def charge(self, usage: object, price: Price | None, *, usable: bool) -> Charge:
+        """What an answer the provider billed is recorded to cost (see cost.usage)."""
+        return charge(
+            usage,
+            price,
+            usable=usable,
+            expected=(self.expected_usd, self.expected_counts),
+            worst=(self.worst_usd if price is not None else None, self.worst_counts),
+        )
 
 
 class Preparer:
@@ -78,6 +90,7 @@ class Preparer:
             worst_usd=estimate.worst_usd or 0.0,
             expected_usd=estimate.expected_usd,
             expected_counts=estimate.expected,
+            worst_counts=estimate.worst,
         )
 
     def _record(self, digest: FileDigest, role: str) -> dict:

@@ -10,7 +10,7 @@ from typing import Any
 from pipeline.api.answers import cause_of
 from pipeline.api.client import EditResponse
 from pipeline.core.errors import AttemptError
-from pipeline.cost.pricing import counts_from_usage
+from pipeline.cost.usage import Charge, recordable_usage
 from pipeline.engine.prepare import Prepared
 from pipeline.engine.summary import RunStats
 from pipeline.ledger.writer import LedgerWriter
@@ -29,21 +29,31 @@ class Recorder:
         cause = cause_of(exc)
         self.stats.retries[cause] = self.stats.retries.get(cause, 0) + 1
         self.stats.note_cause(cause, exc.message)
-        self.writer.write(
-            "attempt_failed",
-            item=prepared.item.id,
-            key=prepared.key,
-            attempt=number,
-            http_status=exc.http_status,
-            transport=exc.transport,
-            cause=cause,
-            type=exc.type,
-            code=exc.code,
-            message=exc.message,
-            request_id=exc.request_id,
-            retry_in_s=None if retry_in_s is None else round(retry_in_s, 3),
-        )
+        fields: dict[str, Any] = {
+            "item": prepared.item.id,
+            "key": prepared.key,
+            "attempt": number,
+            "http_status": exc.http_status,
+            "transport": exc.transport,
+            "cause": cause,
+            "type": exc.type,
+            "code": exc.code,
+            "message": exc.message,
+            "request_id": exc.request_id,
+            "retry_in_s": None if retry_in_s is None else round(retry_in_s, 3),
+        }
+        fields.update(self._spend(exc.charge, exc.usage))
+        self.writer.write("attempt_failed", **fields)
         self._changed()
+
+    def _spend(self, charge: Charge | None, usage: object) -> dict[str, Any]:
+        """The ledger fields of a billed answer's cost, counted in the run's stats; none for
+        an attempt nobody billed."""
+        if charge is None:
+            return {}
+        self.stats.cost_usd += charge.cost_usd or 0.0
+        self.stats.add_tokens(charge.counts)
+        return {"usage": recordable_usage(usage), **charge.ledger_fields()}
 
     async def succeeded(
         self,
@@ -53,8 +63,7 @@ class Recorder:
         *,
         attempt: int,
         latency_s: float,
-        cost_usd: float | None,
-        estimated: bool,
+        charge: Charge,
     ) -> None:
         item = prepared.item
         fields: dict[str, Any] = {
@@ -65,20 +74,16 @@ class Recorder:
             "params": dict(item.params),
             "latency_s": round(latency_s, 3),
             "request_id": response.request_id,
-            "usage": response.usage,
-            "cost_usd": None if cost_usd is None else round(cost_usd, 8),
+            **self._spend(charge, response.usage),
             "outputs": outputs,
             "inputs": prepared.inputs,
         }
-        if estimated:
-            fields["cost_estimated"] = True
+        if len(outputs) < item.n:  # a short answer is kept, not paid for again
+            fields["returned"] = len(outputs)
         await self.writer.awrite("succeeded", **fields)
         stats = self.stats
         stats.succeeded += 1
         stats.pending -= 1
-        stats.cost_usd += cost_usd or 0.0
-        usage = response.usage
-        stats.add_tokens(counts_from_usage(usage) if usage else prepared.expected_counts)
         self._changed()
 
     async def failed(
@@ -90,14 +95,24 @@ class Recorder:
         message: str,
         attempts: int,
         cause: str = "input",  # without an exception: what could not be read or written
+        *,
+        charge: Charge | None = None,
+        usage: object = None,
     ) -> None:
         """The item's verdict: `permanent`, `exhausted`, or `fatal` (the run's, not the
-        item's: a fatal item stays pending in the counts and runs again next time)."""
+        item's: a fatal item stays pending in the counts and runs again next time). The cost
+        of its last attempt, when that was billed, is on this line: the `charge` of an answer
+        whose outputs could not be written, or the one the last failed attempt carries."""
         error = {"class": cls, "http_status": None, "type": None, "code": None}
         if exc is not None:
             error.update(exc.describe())
+            if charge is None:
+                charge, usage = exc.charge, exc.usage
         error["message"] = message
-        await self.writer.awrite("failed", item=item_id, key=key, attempts=attempts, error=error)
+        spend = self._spend(charge, usage)
+        await self.writer.awrite(
+            "failed", item=item_id, key=key, attempts=attempts, error=error, **spend
+        )
         # The last attempt has no attempt_failed line: its cause is counted here.
         self.stats.note_cause(cause_of(exc) if exc is not None else cause, message)
         if cls != "fatal":

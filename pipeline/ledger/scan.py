@@ -6,6 +6,7 @@ and the spend recorded so far. `pipeline.ledger.writer.read_ledger` builds one w
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -64,8 +65,11 @@ class ResumeState:
                 "cost_usd": record.get("cost_usd"),
             }
             self._failed.pop(item, None)
-            self._spent += float(record.get("cost_usd") or 0.0)
+            self._spent += spend_of(record)
+        elif event == "attempt_failed":
+            self._spent += spend_of(record)
         elif event == "failed":
+            self._spent += spend_of(record)
             self._failed[record["item"]] = {
                 "item": record["item"],
                 "key": record.get("key"),
@@ -82,7 +86,8 @@ class ResumeState:
 
     @property
     def spent_usd(self) -> float:
-        """USD of every succeeded line: what budget.total_usd counts against."""
+        """USD of every billed answer (`cost_usd` of succeeded, attempt_failed and failed
+        lines): what budget.total_usd counts against."""
         return self._spent
 
     def recorded_inputs(self, base: Path | None = None) -> Iterator[dict]:
@@ -96,6 +101,14 @@ class ResumeState:
                 if root is not None and isinstance(path, str) and not os.path.isabs(path):
                     entry = {**entry, "path": os.path.join(root, path)}
                 yield entry
+
+
+def spend_of(record: dict) -> float:
+    """A line's `cost_usd` as spend: a number, or 0 (none, or a hand-edited oddity)."""
+    cost = record.get("cost_usd")
+    if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost):
+        return float(cost)
+    return 0.0
 
 
 def _ts(rec: dict) -> str:

@@ -14,11 +14,14 @@ from pathlib import Path
 
 from pipeline.core.errors import UsageError
 from pipeline.core.plan import Plan
-from pipeline.cost.pricing import TokenCounts, counts_from_usage
+from pipeline.cost.pricing import TokenCounts
+from pipeline.cost.usage import counts_of
+from pipeline.ledger.scan import spend_of
 
 __all__ = ["Report", "load_ledgers", "load_sources", "resolve_inputs", "summarize"]
 
 FINAL_EVENTS = ("succeeded", "failed")
+BILLED_EVENTS = ("succeeded", "attempt_failed", "failed")  # lines that may carry cost_usd
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 
@@ -110,7 +113,7 @@ class Report:
     retries_by_cause: dict[str, int]
     retries_by_status: dict[str, int]
     tokens: TokenCounts
-    cost_usd: float
+    cost_usd: float  # every billed answer: succeeded, attempt_failed and failed lines
     cost_estimated: int
     cost_unpriced: int
     latency_s: dict[str, float | None]
@@ -119,6 +122,11 @@ class Report:
     errors: list[ErrorGroup]
     warnings: list[str] = field(default_factory=list)
     failed_ids: list[str] = field(default_factory=list)  # every failed item, manifest order
+    # Answers billed but not kept (unusable 200s, outputs that could not be written): part of
+    # cost_usd, shown apart so nobody wonders where the money went.
+    cost_not_kept_usd: float = 0.0
+    usage_suspect: int = 0  # lines whose usage is far above the item's worst case
+    short_answers: list[str] = field(default_factory=list)  # done with fewer images than n
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -148,11 +156,14 @@ def summarize(
 
     succeeded = [r for r in records if r.get("event") == "succeeded"]
     retried = [r for r in records if r.get("event") == "attempt_failed"]
+    billed = [r for r in records if r.get("event") in BILLED_EVENTS and "cost_usd" in r]
     kinds: Counter[str] = Counter()
-    for rec in succeeded:
-        if rec.get("usage"):
-            kinds.update(asdict(counts_from_usage(rec["usage"])))
-    costs = [r["cost_usd"] for r in succeeded if r.get("cost_usd") is not None]
+    for rec in billed:
+        counts = counts_of(rec.get("usage"))
+        if counts is not None:
+            kinds.update(asdict(counts))
+    not_kept = [r for r in billed if r.get("event") != "succeeded"]
+    short = {r["item"]: r for r in succeeded if "returned" in r}
     latencies = sorted(float(r["latency_s"]) for r in succeeded if r.get("latency_s") is not None)
     runs = _runs(records)
     wall_s = _busy_seconds(runs)
@@ -162,9 +173,9 @@ def summarize(
         retries_by_cause=dict(Counter(str(r.get("cause")) for r in retried).most_common()),
         retries_by_status=dict(Counter(_status_label(r) for r in retried).most_common()),
         tokens=TokenCounts(**kinds),
-        cost_usd=math.fsum(costs),
-        cost_estimated=sum(1 for r in succeeded if r.get("cost_estimated")),
-        cost_unpriced=len(succeeded) - len(costs),
+        cost_usd=math.fsum(map(spend_of, billed)),
+        cost_estimated=sum(1 for r in billed if r.get("cost_estimated")),
+        cost_unpriced=sum(1 for r in billed if r.get("cost_usd") is None),
         latency_s={
             "p50": _percentile(latencies, 50),
             "p95": _percentile(latencies, 95),
@@ -175,6 +186,9 @@ def summarize(
         errors=_error_groups(failed),
         warnings=list(warnings),
         failed_ids=[r["item"] for r in failed],
+        cost_not_kept_usd=math.fsum(map(spend_of, not_kept)),
+        usage_suspect=sum(1 for r in billed if r.get("usage_suspect")),
+        short_answers=[i for i, r in short.items() if latest.get(i) is r],
     )
 
 
@@ -220,7 +234,7 @@ def _runs(records: Iterable[dict]) -> list[RunSummary]:
                 simulated=any(r.get("simulated") for r in recs),
                 succeeded=len(done),
                 failed=sum(1 for r in recs if r.get("event") == "failed"),
-                cost_usd=math.fsum(r["cost_usd"] for r in done if r.get("cost_usd") is not None),
+                cost_usd=math.fsum(spend_of(r) for r in recs if r.get("event") in BILLED_EVENTS),
                 duration_s=duration,
                 per_minute=len(done) / (duration / 60) if duration > 0 else None,
             )

@@ -226,7 +226,10 @@ def _item_html(view: ItemView, thumbs: dict[tuple[Path, bool], str | None]) -> s
         facts.append(escape(str(final["model"])))
     if final.get("cost_usd") is not None:
         estimated = " (estimated)" if final.get("cost_estimated") else ""
-        facts.append(f"${final['cost_usd']:.4f}{estimated}")
+        suspect = " (usage_suspect)" if final.get("usage_suspect") else ""
+        facts.append(f"${float(final['cost_usd']):.4f}{estimated}{suspect}")
+    if final.get("returned") is not None:
+        facts.append(f"{escape(str(final['returned']))} image(s) returned, fewer than asked")
     attempts = final.get("attempt") or final.get("attempts")
     if attempts:
         facts.append(f"attempt {int(attempts)}")

@@ -23,11 +23,15 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
     """The headline figures as (label, text) rows, shared by the terminal and HTML views."""
     t, lat = report.tokens, report.latency_s
     cost = f"${report.cost_usd:,.4f}"
+    if report.cost_not_kept_usd:
+        cost += f" (${report.cost_not_kept_usd:,.4f} of it on answers billed but not kept)"
     if report.cost_estimated:
-        cost += f" ({report.cost_estimated} estimated: no usage returned)"
+        cost += f" ({report.cost_estimated} estimated: no usable usage returned)"
     if report.cost_unpriced:
         cost += f" (+{report.cost_unpriced} unpriced: add the model to `pricing:`)"
-    return [
+    if report.usage_suspect:
+        cost += f" ({report.usage_suspect} usage_suspect: far above the worst case; counted)"
+    rows = [
         ("items", _pairs(report.items)),
         ("failed by class", _pairs(report.failed_by_class)),
         ("retried by cause", _pairs(report.retries_by_cause)),
@@ -38,6 +42,17 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         ("latency", f"p50 {_secs(lat['p50'])}, p95 {_secs(lat['p95'])}, max {_secs(lat['max'])}"),
         ("throughput", _rate(report.per_minute) + " items/min"),
     ]  # fmt: skip
+    if report.short_answers:
+        shown = ", ".join(report.short_answers[:10])
+        more = len(report.short_answers) - 10
+        rows.append(
+            (
+                "fewer images than n",
+                f"{len(report.short_answers)} item(s), kept as returned: {shown}"
+                + (f" and {more} more" if more > 0 else ""),
+            )
+        )
+    return rows
 
 
 def run_rows(report: Report) -> list[tuple[str, ...]]:
