@@ -1,7 +1,8 @@
 """The report as one self-contained HTML page for reviewing a run in a browser: the summary,
-then every item's inputs, mask and outputs side by side with its prompt, cost and state.
-Thumbnails are made from the files and embedded; the page needs no network and names no
-absolute path of the machine that wrote it.
+then a grid of every item's inputs, mask and outputs with its prompt, cost and state, to filter
+by state, sort by any numeric figure of its verdict (cost, latency, drift) and open in a
+compare view. Thumbnails are embedded and link to the full files; the page needs no network
+and names no absolute path of the machine that wrote it.
 """
 
 from __future__ import annotations
@@ -11,37 +12,36 @@ import io
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 from PIL import Image, ImageOps, features
 
-from pipeline.core.plan import Item, Plan
-from pipeline.report.aggregate import Report, item_state, latest_by_item
+from pipeline.core.plan import Plan
+from pipeline.report.aggregate import Report
+from pipeline.report.items import ItemView, Picture, item_views
 from pipeline.report.text import ERROR_HEADS, RUN_HEADS, error_rows, run_rows, summary_rows
 
 THUMB_PX = 160
 STATES = ("done", "failed", "pending")
+# What the page can sort by: (key, label, the verdict line's field). A field that no item
+# has is not offered; a new numeric field of `succeeded` lines needs only a row here.
+SORT_FIELDS = (
+    ("cost", "cost", "cost_usd"),
+    ("latency", "latency", "latency_s"),
+    ("drift", "drift", "drift"),
+    ("attempt", "attempts", "attempt"),
+)
 
 
-@dataclass(slots=True)
-class Picture:
-    label: str
-    shown: str  # the path as the page shows it: relative, never absolute
-    path: Path | None  # None when the ledger's path cannot be placed on this machine
-    mask: bool = False
-
-
-@dataclass(slots=True)
-class ItemView:
-    id: str
-    state: str
-    prompt: str | None
-    final: dict | None
-    inputs: list[Picture] = field(default_factory=list)
-    outputs: list[Picture] = field(default_factory=list)
+@dataclass(frozen=True, slots=True)
+class Thumb:
+    uri: str  # a small WEBP (or JPEG) as a data: URI
+    width: int  # the file's own size
+    height: int
 
 
 def write_html(
@@ -58,32 +58,40 @@ def write_html(
     manifest's folder). A file not found shows as a "missing" box."""
     out_dir = out_dir or (plan.output.dir if plan else None)
     inputs_dir = inputs_dir or (plan.manifest_path.parent if plan else None)
-    views = _item_views(records, plan, out_dir, inputs_dir)
+    views = item_views(records, plan, out_dir, inputs_dir)
     pictures = {(p.path, p.mask) for v in views for p in v.inputs + v.outputs if p.path}
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         keys = list(pictures)
-        thumbs = dict(zip(keys, pool.map(lambda k: thumbnail_uri(*k), keys), strict=True))
-    css = resources.files("pipeline").joinpath("report/report.css").read_text("utf-8")
+        thumbs = dict(zip(keys, pool.map(lambda k: thumbnail(*k), keys), strict=True))
+    files = resources.files("pipeline").joinpath("report")
+    css = files.joinpath("report.css").read_text("utf-8")
+    script = files.joinpath("report.js").read_text("utf-8")
     title = escape(plan.name if plan else "editbatch report")
+    page_dir = path.resolve().parent
     parts = [
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title}</title><style>{css}</style></head><body>",
         f"<h1>{title}</h1>",
         _summary(report),
-        _filters(views),
+        _controls(views),
         '<main class="items">',
-        *(_item_html(v, thumbs) for v in views),
-        "</main></body></html>\n",
+        *(_item_html(v, thumbs, page_dir) for v in views),
+        "</main>",
+        _compare_dialog(),
+        f"<script>{script}</script></body></html>\n",
     ]
     page = _scrub("\n".join(parts), [b for b in (inputs_dir, out_dir) if b is not None])
     path.write_text(page, encoding="utf-8")
 
 
-def thumbnail_uri(path: Path, mask: bool = False) -> str | None:
-    """A small WEBP of the image as a data: URI, or None when it is missing or unreadable.
-    A mask is drawn as what it means: white where the edit goes, black where pixels stay."""
+def thumbnail(path: Path, mask: bool = False) -> Thumb | None:
+    """A small picture of the image and its own size, or None when it is missing or
+    unreadable. A mask is drawn as what it means: white where the edit goes, black where
+    pixels stay."""
     try:
         with Image.open(path) as im:
+            width, height = im.size
             im.draft("RGB", (THUMB_PX, THUMB_PX))  # JPEG: decode at a reduced scale
             if mask:
                 view = _mask_view(im)
@@ -99,7 +107,13 @@ def thumbnail_uri(path: Path, mask: bool = False) -> str | None:
                 kind = "jpeg"
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
-    return f"data:image/{kind};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    uri = f"data:image/{kind};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return Thumb(uri, width, height)
+
+
+def thumbnail_uri(path: Path, mask: bool = False) -> str | None:
+    thumb = thumbnail(path, mask)
+    return None if thumb is None else thumb.uri
 
 
 def _scrub(page: str, bases: list[Path]) -> str:
@@ -120,72 +134,16 @@ def _mask_view(im: Image.Image) -> Image.Image:
     return im.convert("L")  # black and white masks already read white = edit
 
 
-def _shown(path: Path, base: Path | None) -> str:
-    """A path as the page may show it: relative to its folder, else its name alone."""
-    if base is not None and path.is_absolute():
-        try:
-            return path.relative_to(base).as_posix()
-        except ValueError:
-            pass
-    return path.name if path.is_absolute() or ".." in path.parts else path.as_posix()
-
-
-def _placed(recorded: str, base: Path | None) -> Path | None:
-    """A ledger's relative path on this machine, refusing any that leaves its folder."""
-    rel = Path(recorded)
-    if base is None or rel.is_absolute() or ".." in rel.parts:
+def _link(path: Path, page_dir: Path) -> str | None:
+    """The file as a link relative to the page, so it opens from disk wherever the page and
+    the files move together; None when there is no file."""
+    try:
+        if not path.is_file():
+            return None
+        rel = os.path.relpath(path.resolve(), page_dir)
+    except (OSError, ValueError):  # another drive (Windows), a loop of links
         return None
-    return base / rel
-
-
-def _item_views(
-    records: Sequence[dict], plan: Plan | None, out_dir: Path | None, inputs_dir: Path | None
-) -> list[ItemView]:
-    latest = latest_by_item(records)
-    recorded_inputs = {
-        r["item"]: r["inputs"] for r in records if r.get("event") == "succeeded" and r.get("inputs")
-    }
-    planned = {item.id: item for item in plan.items} if plan else {}
-    views = []
-    for item_id in dict.fromkeys([*planned, *latest]):
-        final = latest.get(item_id)
-        item = planned.get(item_id)
-        view = ItemView(item_id, item_state(final), item.prompt if item else None, final)
-        if item is not None:
-            view.inputs = _planned_inputs(item, inputs_dir)
-        else:
-            view.inputs = _recorded_inputs(recorded_inputs.get(item_id, []), inputs_dir)
-        if final is not None and view.state == "done":
-            outputs = final.get("outputs") or []
-            for k, out in enumerate(outputs):
-                label = "output" if len(outputs) == 1 else f"output {k + 1}"
-                shown = _shown(Path(out["path"]), out_dir)
-                view.outputs.append(Picture(label, shown, _placed(str(out["path"]), out_dir)))
-        views.append(view)
-    return views
-
-
-def _planned_inputs(item: Item, inputs_dir: Path | None) -> list[Picture]:
-    pictures = [
-        Picture("input" if len(item.images) == 1 else f"input {k + 1}", _shown(p, inputs_dir), p)
-        for k, p in enumerate(item.images)
-    ]
-    if item.mask is not None:
-        pictures.append(Picture("mask", _shown(item.mask, inputs_dir), item.mask, mask=True))
-    return pictures
-
-
-def _recorded_inputs(inputs: list[dict], inputs_dir: Path | None) -> list[Picture]:
-    """Without the manifest: the input files as the succeeded line recorded them."""
-    pictures = []
-    for rec in inputs:
-        mask = rec.get("role") == "mask"
-        path = str(rec["path"])
-        # The runner records inputs outside the manifest's folder by their absolute path.
-        place = Path(path) if Path(path).is_absolute() else _placed(path, inputs_dir)
-        shown = _shown(Path(path), inputs_dir)
-        pictures.append(Picture("mask" if mask else "input", shown, place, mask))
-    return pictures
+    return quote(Path(rel).as_posix())
 
 
 def _summary(report: Report) -> str:
@@ -208,26 +166,55 @@ def _table(heads: Sequence[str] | None, rows: Sequence[Sequence[str]]) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def _filters(views: list[ItemView]) -> str:
-    # Radio buttons placed before <main> filter it through CSS sibling selectors: no script.
+def _controls(views: list[ItemView]) -> str:
+    # Radio buttons placed before <main> filter it through CSS sibling selectors; sorting is
+    # the page's one script (report.js), over the items' data-sort-* attributes.
     counts = {s: sum(1 for v in views if v.state == s) for s in STATES}
     radios = ['<input type="radio" name="show" id="show-all" checked>']
     labels = [f'<label for="show-all">all ({len(views)})</label>']
     for state in STATES:
         radios.append(f'<input type="radio" name="show" id="show-{state}">')
         labels.append(f'<label for="show-{state}">{state} ({counts[state]})</label>')
-    return "".join(radios) + '<nav class="filters">show: ' + " ".join(labels) + "</nav>"
+    options = ['<option value="">manifest order</option>']
+    for key, label, _ in _sort_fields(views):
+        options.append(f'<option value="{key}:desc">{label}, highest first</option>')
+        options.append(f'<option value="{key}:asc">{label}, lowest first</option>')
+    return (
+        "".join(radios)
+        + '<nav class="filters">show: '
+        + " ".join(labels)
+        + ' <label class="sort">sort: <select id="sort">'
+        + "".join(options)
+        + "</select></label></nav>"
+    )
 
 
-def _item_html(view: ItemView, thumbs: dict[tuple[Path, bool], str | None]) -> str:
+def _sort_fields(views: list[ItemView]) -> list[tuple[str, str, str]]:
+    return [row for row in SORT_FIELDS if any(_number(v.final, row[2]) is not None for v in views)]
+
+
+def _number(final: dict | None, name: str) -> float | None:
+    value = (final or {}).get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _item_html(view: ItemView, thumbs: dict, page_dir: Path) -> str:
     final = view.final or {}
     facts = [f'<span class="badge {view.state}">{view.state}</span>']
     if final.get("model"):
         facts.append(escape(str(final["model"])))
     if final.get("cost_usd") is not None:
-        estimated = " (estimated)" if final.get("cost_estimated") else ""
-        suspect = " (usage_suspect)" if final.get("usage_suspect") else ""
-        facts.append(f"${float(final['cost_usd']):.4f}{estimated}{suspect}")
+        notes = []
+        if final.get("cost_estimated"):
+            notes.append("estimated")
+        if final.get("usage_suspect"):
+            notes.append("usage_suspect")
+        if final.get("simulated"):
+            notes.append("simulated")
+        note = f" ({', '.join(notes)})" if notes else ""
+        facts.append(f'<span class="cost">${float(final["cost_usd"]):.4f}{note}</span>')
     if final.get("returned") is not None:
         facts.append(f"{escape(str(final['returned']))} image(s) returned, fewer than asked")
     attempts = final.get("attempt") or final.get("attempts")
@@ -235,6 +222,8 @@ def _item_html(view: ItemView, thumbs: dict[tuple[Path, bool], str | None]) -> s
         facts.append(f"attempt {int(attempts)}")
     if final.get("latency_s") is not None:
         facts.append(f"{float(final['latency_s']):.1f}s")
+    if _number(final, "drift") is not None:
+        facts.append(f"drift {float(final['drift']):.3f}")
     prompt = (
         f'<p class="prompt">{escape(view.prompt)}</p>'
         if view.prompt is not None
@@ -247,27 +236,59 @@ def _item_html(view: ItemView, thumbs: dict[tuple[Path, bool], str | None]) -> s
             escape(str(err[k])) for k in ("class", "http_status", "type", "code") if err.get(k)
         )
         reason = f'<p class="reason"><b>{head}</b> {escape(str(err.get("message") or ""))}</p>'
-    figures = [_figure(p, thumbs) for p in view.inputs]
-    figures += [_figure(p, thumbs, output=True) for p in view.outputs]
+    figures = [_figure(p, thumbs, page_dir) for p in view.inputs]
+    figures += [_figure(p, thumbs, page_dir, output=True) for p in view.outputs]
+    plain = [p for p in view.inputs if not p.mask]
+    if plain and view.outputs and plain[0].path and view.outputs[0].path:
+        facts.append('<button type="button" class="compare">compare</button>')
+    sorts = "".join(
+        f' data-sort-{key}="{_number(final, name)!r}"'
+        for key, _, name in SORT_FIELDS
+        if _number(final, name) is not None
+    )
     return (
-        f'<article class="item {view.state}" id="item-{escape(view.id)}">'
+        f'<article class="item {view.state}" id="item-{escape(view.id)}"{sorts}>'
         f"<header><h3>{escape(view.id)}</h3> {' · '.join(facts)}</header>{prompt}{reason}"
         f'<div class="pictures">{"".join(figures)}</div></article>'
     )
 
 
-def _figure(pic: Picture, thumbs: dict, output: bool = False) -> str:
-    uri = thumbs.get((pic.path, pic.mask)) if pic.path else None
-    role = "output" if output else "input"
-    if uri is None:
+def _figure(pic: Picture, thumbs: dict, page_dir: Path, output: bool = False) -> str:
+    thumb: Thumb | None = thumbs.get((pic.path, pic.mask)) if pic.path else None
+    role = "output" if output else ("mask" if pic.mask else "input")
+    size = ""
+    if thumb is None:
         what = "missing" if pic.path is None or not pic.path.exists() else "unreadable"
         body = f'<div class="missing">{what}</div>'
     else:
+        href = _link(pic.path, page_dir)
+        size = f" · {thumb.width}×{thumb.height}"
+        full = f' data-full="{escape(href)}"' if href else ""
         body = (
-            f'<img src="{uri}" alt="{escape(pic.label)} {escape(pic.shown)}" '
-            f'data-role="{role}" loading="lazy" decoding="async">'
+            f'<img src="{thumb.uri}" alt="{escape(pic.label)} {escape(pic.shown)}" '
+            f'data-role="{"output" if output else "input"}"{full} '
+            f'width="{_fit(thumb)[0]}" height="{_fit(thumb)[1]}" decoding="async">'
         )
+        if href:
+            body = f'<a href="{escape(href)}" target="_blank" title="open the file">{body}</a>'
     return (
-        f'<figure class="{role}">{body}<figcaption>{escape(pic.label)}<br>'
+        f'<figure class="{role}">{body}<figcaption>{escape(pic.label)}{size}<br>'
         f"<small>{escape(pic.shown)}</small></figcaption></figure>"
+    )
+
+
+def _fit(thumb: Thumb) -> tuple[int, int]:
+    """The thumbnail's displayed size: the file's aspect within THUMB_PX (no layout shift)."""
+    scale = THUMB_PX / max(thumb.width, thumb.height, 1)
+    return max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))
+
+
+def _compare_dialog() -> str:
+    return (
+        '<dialog id="compare"><form method="dialog" class="bar"><b id="cmp-title"></b> '
+        '<label>input <input type="range" id="cmp-slider" min="0" max="100" value="50"> '
+        'output</label> <button type="button" id="cmp-toggle">toggle</button> '
+        '<button id="cmp-close">close</button></form>'
+        '<div class="stage"><img id="cmp-in" alt="input"><img id="cmp-out" alt="output">'
+        "</div></dialog>"
     )

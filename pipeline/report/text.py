@@ -31,6 +31,10 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         cost += f" (+{report.cost_unpriced} unpriced: add the model to `pricing:`)"
     if report.usage_suspect:
         cost += f" ({report.usage_suspect} usage_suspect: far above the worst case; counted)"
+    simulated = sum(1 for r in report.runs if r.simulated)
+    if simulated:
+        runs = "every run" if simulated == len(report.runs) else f"{simulated} of the runs"
+        cost += f" — simulated ({runs}: the built-in simulator, nothing billed)"
     rows = [
         ("items", _pairs(report.items)),
         ("failed by class", _pairs(report.failed_by_class)),
