@@ -1,4 +1,4 @@
-"""The dispatch gate, the rate controller's arithmetic, the retry budget and Little's law.
+"""The dispatch gate, the rate controller's arithmetic and Little's law.
 
 Pure functions are tested by tables; the gate runs on a fake clock whose sleeps resolve only
 when the test moves time forward, so hours of pacing take milliseconds.
@@ -15,9 +15,7 @@ import pytest
 
 from pipeline.engine.pacing import (
     DEFAULT_429_PAUSE_S,
-    RETRY_BUDGET_MESSAGE,
     RateGate,
-    RetryBudget,
     littles_law_warning,
 )
 from pipeline.engine.ratecontrol import (
@@ -498,46 +496,6 @@ async def test_adaptive_below_a_user_rate_never_exceeds_it():
 def test_a_negative_rate_is_refused_with_a_fix():
     with pytest.raises(ValueError, match="requests_per_minute"):
         RateGate(rpm=-1)
-
-
-# --- retry budget -------------------------------------------------------------------------
-
-BUDGET_CASES = [
-    # events: f = failure, s = success; expected allow_retry() after them
-    ("", True),
-    ("ffff", True),
-    ("fffff", False),  # 5 tokens left of 10: not more than half
-    ("fffffs", True),  # 5.1
-    ("s" * 100 + "fffff", False),  # successes do not bank beyond the maximum
-    ("f" * 100 + "s" * 50, False),  # nor failures below zero: 5.0 after 50 successes
-    ("f" * 100 + "s" * 51, True),
-    ("fs" * 10, False),  # a failure for every success drains it: 10 - 10 + 1
-]
-
-
-@pytest.mark.parametrize(("events", "allowed"), BUDGET_CASES)
-def test_retry_budget_allows_retries_while_more_than_half_is_left(events, allowed):
-    budget = RetryBudget()
-    for event in events:
-        budget.on_failure() if event == "f" else budget.on_success()
-    assert budget.allow_retry() is allowed
-
-
-def test_retry_budget_counts_exactly_in_thousandths():
-    budget = RetryBudget(max_tokens=4, token_ratio=0.5)
-    for _ in range(4):
-        budget.on_failure()
-    assert budget.tokens == 0
-    for _ in range(5):
-        budget.on_success()
-    assert budget.tokens == 2.5
-    assert budget.allow_retry()
-
-
-def test_retry_budget_refuses_nonsense_settings():
-    with pytest.raises(ValueError, match="must both be positive"):
-        RetryBudget(max_tokens=0)
-    assert "retry budget exhausted" in RETRY_BUDGET_MESSAGE
 
 
 # --- Little's law -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pipeline.core.errors import (
     RateLimited,
     RetryableError,
 )
-from pipeline.engine.retry import backoff_s, retrying, worth_retrying
+from pipeline.engine.retry import Tally, backoff_s, retrying, worth_retrying
 
 NOW = 1_700_000_000.0
 
@@ -210,29 +210,19 @@ def test_fix_hint_is_empty_for_retryable_errors(cls):
     assert fix_hint(cls, 503, None, **HINT_CONTEXT) == ""
 
 
-def never() -> bool:
-    return False
-
-
-def always() -> bool:
-    return True
-
-
 @pytest.mark.parametrize(
-    ("exc", "budget", "expected"),
+    ("exc", "expected"),
     [
-        (RetryableError("502", http_status=502), None, True),
-        (RetryableError("502", http_status=502), always, True),
-        (RetryableError("502", http_status=502), never, False),
-        (RetryableError("stalled", transport="timeout"), never, False),
-        (RateLimited("429", http_status=429), never, True),  # pacing answers rate limits
-        (PermanentError("400", http_status=400), always, False),
-        (FatalError("401", http_status=401), always, False),
-        (RuntimeError("a bug"), always, False),
+        (RetryableError("502", http_status=502), True),
+        (RetryableError("stalled", transport="timeout"), True),
+        (RateLimited("429", http_status=429), True),
+        (PermanentError("400", http_status=400), False),
+        (FatalError("401", http_status=401), False),
+        (RuntimeError("a bug"), False),
     ],
 )
-def test_worth_retrying_only_retryable_errors_within_the_budget(exc, budget, expected):
-    assert worth_retrying(exc, budget) is expected
+def test_worth_retrying_only_retryable_errors(exc, expected):
+    assert worth_retrying(exc) is expected
 
 
 class FixedRandom(random.Random):
@@ -314,16 +304,28 @@ async def test_retrying_does_not_retry_other_errors(error):
     assert waits == []
 
 
-async def test_retrying_stops_early_when_the_retry_budget_says_no_but_not_for_429():
+async def test_retrying_with_a_tally_counts_only_the_failures_it_is_told_count():
     waits, sleep = recorder()
-    last = RetryableError("503", http_status=503)
-    script = Script(RateLimited("429", http_status=429, retry_after_s=2.0), last)
-    controller = retrying(max_attempts=5, sleep=sleep, rng=FixedRandom(0.5), should_retry=never)
+    tally = Tally()
+    outcomes = iter([False, False, True, True])  # two probes in an outage, then two counted
+
+    class Counted(Script):
+        async def __call__(self):
+            try:
+                return await super().__call__()
+            except RetryableError:
+                tally.failed(next(outcomes))
+                raise
+
+    last = RetryableError("4", http_status=503, retry_after_s=0.25)
+    script = Counted(*(RetryableError(str(n), http_status=503) for n in range(3)), last)
+    controller = retrying(max_attempts=2, sleep=sleep, rng=FixedRandom(0.5), tally=tally)
     with pytest.raises(RetryableError) as caught:
         await controller(script)
-    assert caught.value is last
-    assert script.calls == 2
-    assert waits == [2.0]
+    assert caught.value is last and script.calls == 4 and tally.used == 2
+    # uncounted failures wait only for their floor (the circuit spaces probes); the counted
+    # one backs off on the item's own count (0.5 x 1)
+    assert waits == [0.0, 0.0, 0.5]
 
 
 async def test_retrying_tells_before_sleep_how_long_it_will_wait():

@@ -275,31 +275,6 @@ async def test_a_wrong_key_aborts_with_exit_4_and_says_what_to_fix(tmp_path, sim
     assert any("OPENAI_API_KEY" in m for m in summary.messages)
 
 
-async def test_retries_held_back_by_the_retry_budget_leave_items_pending_not_failed(
-    tmp_path, sim_factory
-):
-    items = []
-    for i in range(16):
-        make_image(tmp_path / f"i{i}.png", color=(i * 9, 50, 50))
-        items.append({"id": f"i{i}", "image": f"i{i}.png", "prompt": f"p{i} [sim:500,500,ok]"})
-    manifest = write_manifest(tmp_path, items, limits={"concurrency": 1})
-    plan = load_plan(manifest)
-    async with sim_factory() as sim:
-        first = await run(plan, options(sim))
-        second = await run(plan, options(sim))
-    lines = read_ledger_lines(plan.ledger)
-    assert not [rec for rec in lines if rec["event"] == "failed"]
-    # an outage-like failure rate: the budget let early items retry, then held retries back
-    assert first.exit_code == 1 and 0 < first.stats.pending < 16
-    assert first.stats.requests < 16 * 3
-    assert any("retry budget" in m for m in first.messages)
-    # the next run resumes them
-    assert second.exit_code == 0 and second.stats.succeeded == first.stats.pending
-    assert {rec["item"] for rec in lines if rec["event"] == "succeeded"} == {
-        f"i{i}" for i in range(16)
-    }
-
-
 async def test_an_input_gone_after_validation_fails_its_item_with_the_reason(tmp_path, sim_factory):
     manifest = simple_job(tmp_path, 3)
     plan = load_plan(manifest)

@@ -46,6 +46,7 @@ def summary_of(code: int, reason: str = "completed", **counts) -> RunSummary:
         (summary_of(1, total=2, failed_before=2), "the run ended: 2 failed in an earlier run"),
         (summary_of(3, "budget", total=5, pending=3), "the budget stopped the run; 3 item(s)"),
         (summary_of(4, "fatal"), "aborted on an error no retry can fix"),
+        (summary_of(75, "outage", pending=4), "the provider was failing (an outage); 4 item(s)"),
         (summary_of(130, "interrupted", pending=1), "interrupted (SIGINT); 1 item(s) pending"),
     ],
 )

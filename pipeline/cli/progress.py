@@ -15,6 +15,24 @@ from pipeline.engine import advice
 from pipeline.engine.summary import RunStats, RunSummary
 
 PLAIN_INTERVAL_S = 30.0
+# A rate-limit pause is shown once it holds dispatch for longer than this.
+PAUSE_SHOWN_S = 3.0
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 1 else f"{value:.1g}"
+
+
+def hold_text(stats: RunStats, now: float | None = None) -> str:
+    """What holds dispatch back, if anything: an outage being probed, or a long pause."""
+    now = time.time() if now is None else now
+    if stats.outage_since is not None:
+        since = time.strftime("%H:%M:%S", time.localtime(stats.outage_since))
+        every = _seconds(stats.probe_every_s or 0.0)
+        return f"provider failing since {since}, probing every {every} s"
+    if stats.paused_until is not None and stats.paused_until - now > PAUSE_SHOWN_S:
+        return f"waiting for the rate limit ({stats.paused_until - now:.0f} s)"
+    return ""
 
 
 def eta_text(stats: RunStats, elapsed_s: float) -> str:
@@ -30,11 +48,13 @@ def status_line(stats: RunStats, elapsed_s: float | None = None) -> str:
     if stats.budget_left_usd is not None:
         usd += f" (left ${stats.budget_left_usd:.4f})"
     retries = sum(stats.retries.values())
+    hold = hold_text(stats)
     return (
         f"done {stats.done}/{stats.total}, failed {stats.failed + stats.failed_before}, "
         f"pending {stats.pending}, in flight {stats.in_flight}, requests {stats.requests}, "
         f"retries {retries}, spent {usd}"
         + (eta_text(stats, elapsed_s) if elapsed_s is not None else "")
+        + (f"; {hold}" if hold else "")
     )
 
 
@@ -47,6 +67,7 @@ class PlainProgress:
         self._stats: RunStats | None = None
         self._task: asyncio.Task | None = None
         self._started = time.monotonic()
+        self._hold = ""  # what the log last said holds dispatch back
 
     def _print(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -69,6 +90,20 @@ class PlainProgress:
 
     def update(self, stats: RunStats) -> None:
         self._stats = stats
+        self._log_hold(stats)
+
+    def _log_hold(self, stats: RunStats) -> None:
+        """A line when an outage or a long pause begins or ends, not only every 30 s."""
+        hold = hold_text(stats)
+        kind = hold.split(" (", 1)[0] if hold.startswith("waiting") else hold
+        if kind == self._hold:
+            return
+        if hold:
+            cause = f" (last: {stats.outage_cause})" if stats.outage_since else ""
+            self._print(hold + cause)
+        elif self._hold.startswith("provider failing"):
+            self._print("provider answering again: dispatch ramps back up")
+        self._hold = kind
 
     def warning(self, text: str) -> None:
         self._print(f"warning: {text}")
@@ -94,6 +129,8 @@ class RichProgress:
             transient=False,
         )
         self._task_id = None
+        self._stats: RunStats | None = None
+        self._tick: asyncio.Task | None = None
 
     def started(self, stats: RunStats) -> None:
         self._progress.start()
@@ -101,8 +138,17 @@ class RichProgress:
             "run", total=stats.total, completed=stats.done, detail=""
         )
         self.update(stats)
+        self._tick = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        """Redraw every second, so a pause counts down while nothing else happens."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self._stats is not None:
+                self.update(self._stats)
 
     def update(self, stats: RunStats) -> None:
+        self._stats = stats
         if self._task_id is None:
             return
         retries = sum(stats.retries.values())
@@ -111,6 +157,9 @@ class RichProgress:
             detail += f" (left ${stats.budget_left_usd:.2f})"
         if stats.failed:
             detail += f" · failed {stats.failed}"
+        hold = hold_text(stats)
+        if hold:
+            detail += f" · [yellow]{hold}[/]"
         self._progress.update(
             self._task_id, completed=stats.done + stats.failed + stats.failed_before, detail=detail
         )
@@ -119,6 +168,8 @@ class RichProgress:
         self._progress.console.print(f"[yellow]warning:[/] {text}", highlight=False)
 
     def finished(self, summary: RunSummary) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
         self.update(summary.stats)
         self._progress.stop()
 

@@ -51,6 +51,7 @@ class Limits:
     requests_per_minute: float = 0  # 0 = no client-side pacing
     max_attempts: int = 5
     timeout_s: float = 300
+    max_outage_s: float = 1800  # nothing but failures this long: stop, exit 75; 0 = wait forever
 
 
 @dataclass(frozen=True, slots=True)

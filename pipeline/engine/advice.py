@@ -29,6 +29,11 @@ def headline(summary: RunSummary) -> str:
         return f"the budget stopped the run; {s.pending} item(s) pending, a later run resumes them"
     if code == 4:
         return "aborted on an error no retry can fix"
+    if code == 75:
+        return (
+            f"the provider was failing (an outage); {s.pending} item(s) pending, a later run "
+            "resumes them"
+        )
     if code in (130, 143):
         name = "SIGINT" if code == 130 else "SIGTERM"
         return f"interrupted ({name}); {s.pending} item(s) pending, run again to resume"
@@ -66,6 +71,8 @@ def next_steps(summary: RunSummary, manifest: str) -> list[str]:
         return [f"fix what the abort message above says, then `{run}` resumes"]
     if code == 3:
         return [f"raise budget.run_usd (or `{run} --max-usd X`) or budget.total_usd to resume"]
+    if code == 75:
+        return [f"`{run}` resumes once the provider answers again (the message above says when)"]
     steps: list[str] = []
     causes = {c.name for c in top_causes(s, limit=len(s.causes))}
     if (

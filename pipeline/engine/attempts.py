@@ -1,6 +1,8 @@
 """One item's way through a run: prepare it, make attempts under tenacity (each through the
 gates), and turn the outcome into one ledger line: `succeeded` once its outputs are written,
-`failed` with its class, or deferred when the retry budget holds a retry back.
+`failed` with its class, or none when every failure was a transport error (the API never
+answered: the item stays pending for the next run). Probes and failures during an outage do
+not use up the item's `max_attempts` (see `breaker`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pipeline.cost.usage import Charge
 from pipeline.engine.gates import Gates
 from pipeline.engine.prepare import Prepared, Preparer, write_outputs
 from pipeline.engine.record import Recorder
-from pipeline.engine.retry import retrying
+from pipeline.engine.retry import Tally, retrying
 from pipeline.engine.stops import StopDispatch, Stops
 
 
@@ -44,8 +46,9 @@ class Attempts:
         self.backoff_base_s = backoff_base_s
         self.preparer = Preparer(plan, prices)
         self.client: EditsClient | None = None  # set by the pool when its session opens
-        self.deferred: list[Item] = []  # retries the retry budget held back
-        self._attempts_used: dict[str, int] = {}
+        # items whose attempts all failed without an answer from the API: left pending
+        self.unanswered: list[str] = []
+        self.unanswered_cause = ""
         self.finalizers: set[asyncio.Task] = set()
 
     async def process(self, item: Item) -> None:
@@ -66,23 +69,39 @@ class Attempts:
 
     async def _send(self, prepared: Prepared) -> None:
         item = prepared.item
-        used = self._attempts_used.pop(item.id, 0)  # by an earlier, deferred round
         box = [prepared]  # what the retry callback sees; emptied when the item is done
-        attempts = retrying(
-            max_attempts=self.plan.limits.max_attempts - used,
-            sleep=self.stops.sleep,
-            rng=self.rng,
-            base=self.backoff_base_s,
-            before_sleep=lambda state: self._attempt_failed(box[0], state, used),
-            should_retry=self.gates.retry_budget.allow_retry,
-        )
-        number = used
+        tally = Tally(refunded=self.gates.circuit.refunded)
+        number = 0  # attempts made so far, probes included
         attempt = None
         try:
-            async for attempt in attempts:
-                with attempt:
-                    number = used + attempt.retry_state.attempt_number
-                    response, latency = await self._attempt(prepared)
+            while True:
+                made = number
+                attempts = retrying(
+                    max_attempts=self.plan.limits.max_attempts,
+                    sleep=self.stops.sleep,
+                    rng=self.rng,
+                    base=self.backoff_base_s,
+                    before_sleep=lambda state, made=made: self._attempt_failed(box[0], state, made),
+                    tally=tally,
+                )
+                try:
+                    async for attempt in attempts:
+                        with attempt:
+                            number = made + attempt.retry_state.attempt_number
+                            response, latency = await self._attempt(prepared, tally)
+                    break
+                except RetryableError as exc:
+                    # The last attempt failed in a streak that may yet turn out an outage's.
+                    if not await self.stops.race(lambda: self.gates.judged(tally)):
+                        self.recorder.attempt_failed(prepared, exc, number, 0.0)
+                        continue
+                    if tally.answered:
+                        await self.recorder.failed(
+                            item.id, prepared.key, "exhausted", exc, str(exc), number
+                        )
+                    else:
+                        self._unanswered(prepared, exc, number)
+                    return
         except StopDispatch:
             return
         except FatalError as exc:
@@ -91,14 +110,6 @@ class Attempts:
             return
         except PermanentError as exc:
             await self.recorder.failed(item.id, prepared.key, "permanent", exc, str(exc), number)
-            return
-        except RetryableError as exc:
-            if number < self.plan.limits.max_attempts:
-                self._defer(item, prepared, exc, number)
-            else:
-                await self.recorder.failed(
-                    item.id, prepared.key, "exhausted", exc, str(exc), number
-                )
             return
         finally:
             box.clear()
@@ -111,14 +122,14 @@ class Attempts:
         task.add_done_callback(self.finalizers.discard)
         await asyncio.shield(task)
 
-    def _defer(self, item: Item, prepared: Prepared, exc: RetryableError, number: int) -> None:
-        """The retry budget refused a retry: record the attempt, and keep the item for after
-        the fresh ones (or for the next run: it stays pending, never marked failed)."""
-        self._attempts_used[item.id] = number
-        self.deferred.append(item)
+    def _unanswered(self, prepared: Prepared, exc: RetryableError, number: int) -> None:
+        """Attempts used up by transport errors alone (refused, DNS, timeouts): the API never
+        answered, so this is no verdict on the item. Record the attempt; it stays pending."""
+        self.unanswered.append(prepared.item.id)
+        self.unanswered_cause = f"{exc.transport or 'error'}: {exc.message}"
         self.recorder.attempt_failed(prepared, exc, number, None)
 
-    async def _attempt(self, prepared: Prepared) -> tuple[EditResponse, float]:
+    async def _attempt(self, prepared: Prepared, tally: Tally) -> tuple[EditResponse, float]:
         admission = await self.gates.admit(prepared.worst_usd)
         actual: float | None = None
         try:
@@ -127,11 +138,12 @@ class Attempts:
             if exc.billed:  # an unusable 2xx: the provider billed it all the same
                 exc.charge = self._charge(prepared, exc.usage, usable=False)
                 actual = exc.charge.cost_usd
-            self.gates.failed(exc)
+            counts = self.gates.failed(exc, admission)
+            tally.failed(counts, answered=answered(exc), streak=self.gates.circuit.streak)
             raise
         else:
             actual = self._charge(prepared, response.usage, usable=True).cost_usd
-            self.gates.succeeded(response.headers)
+            self.gates.succeeded(response.headers, admission)
             return response, time.monotonic() - admission.began
         finally:
             self.gates.answered(admission, actual)
@@ -139,10 +151,10 @@ class Attempts:
     def _charge(self, prepared: Prepared, usage: object, *, usable: bool) -> Charge:
         return prepared.charge(usage, self.prices.get(prepared.item.model), usable=usable)
 
-    def _attempt_failed(self, prepared: Prepared, retry_state, used: int) -> None:
+    def _attempt_failed(self, prepared: Prepared, retry_state, made: int) -> None:
         """tenacity's before_sleep: the attempt failed and another comes after the wait."""
         exc = retry_state.outcome.exception()
-        number = used + retry_state.attempt_number
+        number = made + retry_state.attempt_number
         self.recorder.attempt_failed(prepared, exc, number, retry_state.upcoming_sleep)
 
     async def _succeeded(
@@ -190,3 +202,12 @@ class Attempts:
             prepared, response, outputs, attempt=attempt, latency_s=latency, charge=charge
         )
         self.gates.observe_latency(latency)
+
+
+# Transport errors with which the API never answered: no status, no body.
+UNANSWERED = frozenset({"timeout", "cannot connect", "connection reset", "connection error"})
+
+
+def answered(exc: AttemptError) -> bool:
+    """Whether the API answered the attempt at all (a status, or a body cut short)."""
+    return exc.http_status is not None or exc.transport not in UNANSWERED

@@ -1,5 +1,5 @@
-"""The dispatch gate every HTTP attempt passes through (pacing, whole-pool pauses after a 429),
-the run's retry budget, and the Little's law check of concurrency against the rate.
+"""The dispatch gate every HTTP attempt passes through (pacing, whole-pool pauses after a 429)
+and the Little's law check of concurrency against the rate.
 The arithmetic lives in `ratecontrol`; this module holds the state and the waiting.
 """
 
@@ -35,12 +35,6 @@ MAX_NAP_S = 1.0
 # runs unpaced and a 429 arrives without rate-limit headers.
 OBSERVED_STARTS = 256
 MIN_OBSERVED_SPAN_S = 1.0
-
-RETRY_BUDGET_MESSAGE = (
-    "retry budget exhausted: the provider is failing more than it succeeds, so their "
-    "retries were held back"
-)
-
 
 PROBE_WAIT_S = 30.0  # the longest the pool waits for its first answer
 
@@ -171,42 +165,6 @@ class RateGate:
         if not self._recent:
             return None
         return len(self._recent) / max(MIN_OBSERVED_SPAN_S, now - self._recent[0])
-
-
-class RetryBudget:
-    """Retries for the whole run, throttled in the manner of gRPC: a bucket of `max_tokens`
-    loses one per failed attempt and gains `token_ratio` per success; retries are allowed
-    only while more than half is left, so an outage does not multiply the requests.
-
-    Feed it 5xx, timeouts, resets and unusable bodies (`on_failure`) and usable responses
-    (`on_success`). Rate-limit 429s are the gate's business and do not count; neither do
-    permanent errors, which are never retried. Counted in thousandths, as gRPC does, so that
-    ten successes of 0.1 make exactly one token.
-    """
-
-    def __init__(self, max_tokens: float = 10, token_ratio: float = 0.1):
-        if not max_tokens > 0 or not token_ratio > 0:
-            raise ValueError(
-                f"retry budget: max_tokens ({max_tokens}) and token_ratio ({token_ratio}) "
-                "must both be positive"
-            )
-        self._max = round(max_tokens * 1000)
-        self._ratio = round(token_ratio * 1000)
-        self._milli = self._max
-
-    @property
-    def tokens(self) -> float:
-        return self._milli / 1000
-
-    def allow_retry(self) -> bool:
-        """Whether a failed attempt may be tried again now."""
-        return self._milli * 2 > self._max
-
-    def on_success(self) -> None:
-        self._milli = min(self._max, self._milli + self._ratio)
-
-    def on_failure(self) -> None:
-        self._milli = max(0, self._milli - 1000)
 
 
 def littles_law_warning(concurrency: int, rate_per_s: float, latency_s: float) -> str | None:

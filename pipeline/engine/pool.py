@@ -1,6 +1,6 @@
 """The worker pool of one run: `concurrency` workers over one aiohttp session, each taking the
-next pending item (fresh items first, then those whose retries were deferred), and the stop
-handling around them: a signal stops dispatch, requests in flight get the grace period.
+next pending item, and the stop handling around them: a signal stops dispatch, requests in
+flight get the grace period.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pipeline.api.client import EditsClient
 from pipeline.core.plan import Item, Plan
 from pipeline.cost.pricing import Price
 from pipeline.engine.attempts import Attempts
+from pipeline.engine.breaker import BreakerSettings
 from pipeline.engine.budget import BudgetGuard
 from pipeline.engine.gates import Gates
-from pipeline.engine.pacing import RETRY_BUDGET_MESSAGE
 from pipeline.engine.record import Recorder
 from pipeline.engine.stops import Stops
 from pipeline.engine.summary import RunStats
@@ -44,6 +44,7 @@ class Pool:
         control: Any,  # runner.RunControl
         grace_s: float,
         backoff_base_s: float,
+        probe_cap_s: float,
         seed: int | None,
         warn: Callable[[str], None],
         changed: Callable[[], None],
@@ -56,6 +57,13 @@ class Pool:
         self.grace_s = grace_s
         self._warn = warn
         self.stops = Stops()
+        rng = random.Random(seed)
+        breaker = BreakerSettings(
+            concurrency,
+            base_s=backoff_base_s,
+            cap_s=probe_cap_s,
+            max_outage_s=plan.limits.max_outage_s,
+        )
         self.gates = Gates(
             rpm=rpm,
             concurrency=concurrency,
@@ -64,6 +72,8 @@ class Pool:
             stats=stats,
             changed=changed,
             warn=warn,
+            breaker=breaker,
+            rng=rng,
         )
         self.attempts = Attempts(
             plan=plan,
@@ -71,7 +81,7 @@ class Pool:
             gates=self.gates,
             stops=self.stops,
             recorder=Recorder(writer, stats, changed),
-            rng=random.Random(seed),
+            rng=rng,
             backoff_base_s=backoff_base_s,
         )
 
@@ -89,11 +99,13 @@ class Pool:
             await self._pool(pending)
         while self.attempts.finalizers:
             await asyncio.gather(*list(self.attempts.finalizers), return_exceptions=True)
-        deferred = self.attempts.deferred
-        if deferred and not self.stops.stopping:
+        unanswered = self.attempts.unanswered
+        if unanswered:
             self.stops.messages.append(
-                f"{len(deferred)} item(s) left pending: {RETRY_BUDGET_MESSAGE}; "
-                "run again to resume them"
+                f"{len(unanswered)} item(s) got no answer from the API in "
+                f"{self.plan.limits.max_attempts} attempts (last: "
+                f"{self.attempts.unanswered_cause}); that is no verdict on them: they stay "
+                "pending and the next run tries them (check the network or the base URL)"
             )
 
     async def _pool(self, pending: list[Item]) -> None:
@@ -141,9 +153,5 @@ class Pool:
         while not self.stops.stopping:
             item = next(queue, None)
             if item is None:
-                # Fresh items first; then items whose retries the retry budget deferred, once
-                # successes have refilled it.
-                if not attempts.deferred or not self.gates.retry_budget.allow_retry():
-                    return
-                item = attempts.deferred.pop(0)
+                return
             await attempts.process(item)

@@ -44,6 +44,7 @@ class RunOptions:
     control: RunControl | None = None
     seed: int | None = None  # backoff jitter; None = random
     backoff_base_s: float = 1.0  # first retry waits up to this (full jitter), doubling after
+    probe_cap_s: float = 60.0  # while the provider fails, probes are at most this far apart
 
 
 class RunControl:

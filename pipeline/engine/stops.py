@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class StopDispatch(Exception):
@@ -44,8 +47,9 @@ class Stops:
             return
         raise StopDispatch
 
-    async def race(self, waiting: Callable[[], Awaitable[object]]) -> None:
-        """Wait for what `waiting()` returns unless the run stops first (then StopDispatch)."""
+    async def race(self, waiting: Callable[[], Awaitable[T]]) -> T:
+        """Wait for what `waiting()` returns unless the run stops first (then StopDispatch);
+        returns its result."""
         self.check()
         turn = asyncio.ensure_future(waiting())
         stop = asyncio.ensure_future(self._event.wait())
@@ -58,3 +62,4 @@ class Stops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await turn
         self.check()
+        return turn.result()

@@ -44,6 +44,12 @@ class RunStats:
     by_status: dict[str, int] = field(default_factory=dict)  # "200", "429", "timeout", ...
     cost_usd: float = 0.0
     budget_left_usd: float | None = None
+    # What holds dispatch back now, for the displays (wall-clock epoch seconds): the provider
+    # failing since then (the circuit is open, one probe at a time), or a rate-limit pause.
+    outage_since: float | None = None
+    probe_every_s: float | None = None
+    outage_cause: str = ""
+    paused_until: float | None = None
     tokens: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
             ("text_input", "image_input", "image_output", "text_output"), 0
@@ -81,7 +87,7 @@ class Observer(Protocol):
 class RunSummary:
     run_id: str
     manifest: str
-    reason: str  # completed | budget | fatal | interrupted | dry_run
+    reason: str  # completed | budget | outage | fatal | interrupted | dry_run
     exit_code: int
     stats: RunStats
     duration_s: float
@@ -164,11 +170,14 @@ SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 
 def verdict(reasons: list[str], stats: RunStats, signal_name: str | None) -> tuple[str, int]:
     """A finished run's reason and exit code (CONTRACT section 2), from why dispatch stopped
-    and what is left: fatal beats a signal, which beats a budget stop with items pending."""
+    and what is left: fatal beats a signal, which beats an outage (exit 75, EX_TEMPFAIL: try
+    again later), which beats a budget stop with items pending."""
     if "fatal" in reasons:
         return "fatal", 4
     if "interrupted" in reasons:
         return "interrupted", SIGNAL_EXIT.get(signal_name or "", 130)
+    if "outage" in reasons:
+        return "outage", 75
     if "budget" in reasons and stats.pending > 0:
         return "budget", 3
     if stats.failed + stats.failed_before > 0 or stats.pending > 0:

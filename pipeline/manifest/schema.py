@@ -191,6 +191,12 @@ class Limits(Section):
     requests_per_minute: float = Field(0, ge=0, description="Client-side pacing; 0 = none.")
     max_attempts: int = Field(5, ge=1, description="Per item, the first try included.")
     timeout_s: float = Field(300, gt=0, description="Seconds per HTTP attempt.")
+    max_outage_s: float = Field(
+        1800,
+        ge=0,
+        description="Nothing but failures for this long: stop, exit 75 (resumable); 0 = wait "
+        "forever.",
+    )
 
 
 class Budget(Section):
