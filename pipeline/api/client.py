@@ -118,6 +118,11 @@ def parse_success(body: bytes, expected_n: int | None) -> tuple[list[bytes | str
         doc = json.loads(body)
     except ValueError as exc:
         raise _unusable(f"the body is not JSON ({one_line(str(exc), 120)})") from None
+    return read_answer(doc, expected_n)
+
+
+def read_answer(doc: object, expected_n: int | None) -> tuple[list[bytes | str], dict | None]:
+    """parse_success over a body already parsed (a batch's output line carries it so)."""
     usage = doc.get("usage") if isinstance(doc, dict) else None
     try:
         return _entries(doc, expected_n), usage

@@ -56,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dry-run", action="store_true", help="plan and estimate; send nothing")
     run.add_argument(
+        "--batch",
+        action="store_true",
+        help="through the Batch API at its price (as mode: batch); exit 5 while in flight",
+    )
+    run.add_argument(
+        "--wait", action="store_true", help="batch mode: poll until every batch is collected"
+    )
+    run.add_argument(
         "--progress",
         choices=("auto", "rich", "plain", "none"),
         default="auto",

@@ -9,11 +9,12 @@ import json
 import signal
 import sys
 
+from pipeline import run
 from pipeline.cli.metrics import prometheus_text
 from pipeline.cli.progress import human_summary, make_progress
 from pipeline.core.errors import UsageError
 from pipeline.engine import advice
-from pipeline.engine.runner import RunControl, RunOptions, run
+from pipeline.engine.runner import RunControl, RunOptions
 from pipeline.ledger.shards import Shard
 from pipeline.manifest.load import load_plan
 from pipeline.outputs.files import write_text_atomic
@@ -50,7 +51,11 @@ def run_command(args: argparse.Namespace) -> int:
         observer=None if args.dry_run else make_progress(args.progress),
         control=control,
         seed=args.seed,
+        batch=args.batch,
+        wait=args.wait,
     )
+    if args.wait and not (args.batch or plan.mode == "batch"):
+        raise UsageError("--wait is for batch mode: add --batch, or set mode: batch")
     summary = asyncio.run(_run_with_signals(plan, options, control))
     if summary.estimate is not None:
         return print_dry_run(summary, args.json)

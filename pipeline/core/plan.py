@@ -61,6 +61,14 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """`mode: batch` and the `batch:` block (CONTRACT section 8)."""
+
+    completion_window: str = "24h"
+    poll_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Output:
     dir: Path
     name: str = "{id}"
@@ -85,3 +93,5 @@ class Plan:
     # runner then checks only the items still to run: on a resume, the done ones were checked
     # (and sent) before, and their inputs are unchanged by the ledger's stat cache.
     files_checked: bool = True
+    mode: str = "interactive"  # interactive | batch (the Batch API, at its price)
+    batch: BatchSettings = field(default_factory=BatchSettings)

@@ -26,14 +26,30 @@ class Price:
     image_input: float
     image_output: float
     text_output: float | None = None
+    # The Batch API's price as a share of this one (CONTRACT section 8): half, unless
+    # `pricing:` says otherwise for the model.
+    batch_discount: float = 0.5
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, float | None]) -> Price:
+        discount = data.get("batch_discount")
         return cls(
             text_input=float(data["text_input"]),  # type: ignore[arg-type]
             image_input=float(data["image_input"]),  # type: ignore[arg-type]
             image_output=float(data["image_output"]),  # type: ignore[arg-type]
             text_output=None if data.get("text_output") is None else float(data["text_output"]),  # type: ignore[arg-type]
+            batch_discount=0.5 if discount is None else float(discount),
+        )
+
+    def at_batch(self) -> Price:
+        """This price as the Batch API bills it: every rate times `batch_discount`."""
+        d = self.batch_discount
+        return Price(
+            text_input=self.text_input * d,
+            image_input=self.image_input * d,
+            image_output=self.image_output * d,
+            text_output=None if self.text_output is None else self.text_output * d,
+            batch_discount=1.0,
         )
 
 

@@ -45,6 +45,8 @@ class RunOptions:
     seed: int | None = None  # backoff jitter; None = random
     backoff_base_s: float = 1.0  # first retry waits up to this (full jitter), doubling after
     probe_cap_s: float = 60.0  # while the provider fails, probes are at most this far apart
+    batch: bool = False  # through the Batch API (as `mode: batch`); see pipeline.batch
+    wait: bool = False  # batch mode: poll until every batch is collected
 
 
 class RunControl:

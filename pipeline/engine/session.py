@@ -107,6 +107,12 @@ class RunSession:
         stats.failed_before = len(classified.failed)
         stats.failed_before_ids = [item.id for item in classified.failed]
         stats.pending = len(classified.pending)
+        stats.in_batch = len(classified.in_batch)
+        if classified.in_batch:
+            self.warn(
+                f"{len(classified.in_batch)} item(s) are in batches still open at the provider: "
+                "not sent again; `editbatch run --batch` collects them"
+            )
         settings = self.settings
         total_usd = settings.total_usd
         if settings.shard is not None:

@@ -36,6 +36,9 @@ class RunStats:
     succeeded: int = 0
     failed: int = 0
     in_flight: int = 0
+    in_batch: int = 0  # batch mode: items in batches still open at the provider
+    # batch mode: the open batches' request counts as the provider last said them
+    batches: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     retries: dict[str, int] = field(default_factory=dict)  # by cause
     causes: dict[str, Cause] = field(default_factory=dict)  # failed attempts by cause
@@ -87,7 +90,7 @@ class Observer(Protocol):
 class RunSummary:
     run_id: str
     manifest: str
-    reason: str  # completed | budget | outage | fatal | interrupted | dry_run
+    reason: str  # completed | budget | outage | fatal | interrupted | in_flight | dry_run
     exit_code: int
     stats: RunStats
     duration_s: float
@@ -126,6 +129,7 @@ class RunSummary:
             "failed": s.failed,
             "failed_before": s.failed_before,
             "pending": s.pending,
+            "in_batch": s.in_batch,
         }
 
     def to_json(self) -> dict:
@@ -180,6 +184,8 @@ def verdict(reasons: list[str], stats: RunStats, signal_name: str | None) -> tup
         return "outage", 75
     if "budget" in reasons and stats.pending > 0:
         return "budget", 3
+    if stats.in_batch > 0:  # batch mode: answers still on their way; a later run collects
+        return "in_flight", 5
     if stats.failed + stats.failed_before > 0 or stats.pending > 0:
         return "completed", 1
     return "completed", 0

@@ -22,6 +22,7 @@ class Classified:
     done: list[Item] = field(default_factory=list)
     failed: list[Item] = field(default_factory=list)
     pending: list[Item] = field(default_factory=list)
+    in_batch: list[Item] = field(default_factory=list)  # in an open batch at the provider
     # keys computed while classifying (items with ledger history), so the runner needn't rehash
     keys: dict[str, str] = field(default_factory=dict)
 
@@ -63,10 +64,16 @@ def classify(
     """Sort items into done / failed / pending. Blocking (stat, maybe hashing): run in a thread.
 
     An item with no ledger history is pending without hashing anything. A `failed` line of
-    class `fatal` never makes an item failed: it was the run that stopped, not the item.
+    class `fatal` never makes an item failed: it was the run that stopped, not the item. An
+    item in a batch still open at the provider is neither: its answer is on its way, and
+    sending it again would pay twice.
     """
     result = Classified()
+    in_batch = state.batches.item_batch
     for item in items:
+        if item.id in in_batch:
+            result.in_batch.append(item)
+            continue
         succeeded = state.succeeded(item.id)
         failed = state.failed(item.id)
         if succeeded is None and failed is None:

@@ -11,6 +11,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from pipeline.ledger.batches import BatchState
+
 
 class ResumeState:
     """What the ledger says about each item, as resume needs it.
@@ -25,6 +27,7 @@ class ResumeState:
         self._spent = 0.0
         self._last_ts = ""
         self.last_run: str | None = None  # the run id of the latest line
+        self.batches = BatchState()  # batch mode: uploads, open batches, batch attempts
 
     @classmethod
     def from_records(cls, records: Iterable[dict]) -> ResumeState:
@@ -39,6 +42,7 @@ class ResumeState:
         merged = cls()
         for state in states:
             merged._spent += state._spent
+            merged.batches.merge(state.batches)
             _keep_later(merged._succeeded, state._succeeded)
             _keep_later(merged._failed, state._failed)
             if state._last_ts >= merged._last_ts:
@@ -52,6 +56,8 @@ class ResumeState:
         self._last_ts = record.get("ts") or self._last_ts
         self.last_run = record.get("run", self.last_run)
         event = record.get("event")
+        if event in _BATCH_EVENTS or "batch" in record:
+            self.batches.add(event, record)
         if event == "succeeded":
             item = record["item"]
             # Only what resume needs, so a 100k-item ledger is not held in memory whole.
@@ -109,6 +115,9 @@ def spend_of(record: dict) -> float:
     if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost):
         return float(cost)
     return 0.0
+
+
+_BATCH_EVENTS = frozenset({"file_uploaded", "batch_submitted", "batch_collected"})
 
 
 def _ts(rec: dict) -> str:

@@ -24,8 +24,32 @@ from pipeline.ledger.scan import ResumeState
 from pipeline.outputs.files import fsync_dir
 
 VERSION = 1
-EVENTS = frozenset({"run_started", "attempt_failed", "succeeded", "failed", "run_finished"})
-DURABLE = frozenset({"run_started", "succeeded", "failed", "run_finished"})
+EVENTS = frozenset(
+    {
+        "run_started",
+        "attempt_failed",
+        "succeeded",
+        "failed",
+        "run_finished",
+        # batch mode (CONTRACT section 8)
+        "file_uploaded",
+        "batch_submitted",
+        "batch_collected",
+    }
+)
+# Batch lines are durable too: a lost `file_uploaded` or `batch_submitted` would send or pay
+# for something again, a lost `batch_collected` would collect a batch twice.
+DURABLE = frozenset(
+    {
+        "run_started",
+        "succeeded",
+        "failed",
+        "run_finished",
+        "file_uploaded",
+        "batch_submitted",
+        "batch_collected",
+    }
+)
 ITEM_EVENTS = frozenset({"attempt_failed", "succeeded", "failed"})
 _RESERVED = frozenset({"v", "ts", "run", "event"})
 _decode = json.JSONDecoder().decode  # skips json.loads' per-call encoding sniffing

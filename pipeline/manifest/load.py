@@ -79,11 +79,19 @@ def _load(path: str | Path, check_files: bool) -> plan.Plan:
         output=plan.Output(dir=out_dir, name=spec.output.name),
         ledger=absolute(base, spec.ledger) if spec.ledger else out_dir / "ledger.jsonl",
         items=tuple(items),
-        pricing=MappingProxyType(
-            {model: MappingProxyType(price.model_dump()) for model, price in spec.pricing.items()}
-        ),
+        pricing=MappingProxyType({model: _price(price) for model, price in spec.pricing.items()}),
         files_checked=check_files,
+        mode=spec.mode,
+        batch=plan.BatchSettings(**spec.batch.model_dump()),
     )
+
+
+def _price(price) -> MappingProxyType:
+    # batch_discount only where the manifest gives it: the price table's default is 0.5
+    data = price.model_dump()
+    if data.get("batch_discount") is None:
+        data.pop("batch_discount", None)
+    return MappingProxyType(data)
 
 
 def json_schema() -> dict:

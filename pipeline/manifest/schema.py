@@ -209,6 +209,16 @@ class Price(Section):
     image_input: float = Field(ge=0)
     image_output: float = Field(ge=0)
     text_output: float | None = Field(None, ge=0)
+    batch_discount: float | None = Field(
+        None, gt=0, le=1, description="The Batch API's price as a share of this one (0.5)."
+    )
+
+
+class Batch(Section):
+    completion_window: Literal["24h"] = Field(
+        "24h", description="How long the provider may take; the Batch API offers 24h."
+    )
+    poll_s: float = Field(60, gt=0, description="`run --wait`: seconds between polls.")
 
 
 class Output(Section):
@@ -245,6 +255,10 @@ class Manifest(Section):
     defaults: Defaults = Defaults()
     limits: Limits = Limits()
     budget: Budget = Budget()
+    mode: Literal["interactive", "batch"] = Field(
+        "interactive", description="batch: through the Batch API at its price (`run --batch`)."
+    )
+    batch: Batch = Batch()
     pricing: dict[Text, Price] = Field(
         default_factory=dict, description="USD per 1M tokens by model; over the built-in table."
     )
@@ -259,5 +273,6 @@ SECTIONS: dict[str, type[Section]] = {
     "limits": Limits,
     "budget": Budget,
     "pricing": Price,
+    "batch": Batch,
     "output": Output,
 }

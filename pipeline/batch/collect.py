@@ -1,0 +1,212 @@
+"""Collecting a batch that has ended: download its output and error files beside the ledger,
+read them one line at a time, write each image atomically and one ledger line per item
+(`succeeded` at the batch price, `attempt_failed` for what is retried in the next batch,
+`failed` for what no retry fixes), note the items it never ran (expired, cancelled), and close
+it with `batch_collected`. A result already recorded (a run killed mid-collection) is skipped,
+so nothing is written or counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from pipeline.api.answers import cause_of
+from pipeline.api.batchlines import LineResult, parse_line, read_result
+from pipeline.batch.context import BatchContext
+from pipeline.core.errors import AttemptError
+from pipeline.core.plan import Item
+from pipeline.cost.pricing import cost_of_usage, counts_from_usage
+from pipeline.engine.prepare import write_outputs
+from pipeline.ledger.batches import BatchState, OpenBatch
+
+READING_AT_ONCE = 4  # result lines decoded and written at once
+
+
+class Collector:
+    def __init__(self, ctx: BatchContext, state: BatchState, items: dict[str, Item]):
+        self.ctx = ctx
+        self.state = state
+        self.items = items
+        self.max_attempts = ctx.plan.limits.max_attempts
+
+    async def collect(self, batch: OpenBatch, info: dict) -> None:
+        """Record every result of `batch` (whose provider object is `info`, ended)."""
+        by_cid = {cid: item for item, (_key, cid) in batch.items.items()}
+        seen: set[str] = set()
+        for field in ("output_file_id", "error_file_id"):
+            file_id = info.get(field)
+            if not file_id:
+                continue
+            path = self._download_path(batch.id, field)
+            await self.ctx.api.download(str(file_id), path)
+            try:
+                await self._read(path, batch, by_cid, seen)
+            finally:
+                path.unlink(missing_ok=True)
+        status = str(info.get("status"))
+        for item_id in batch.items:
+            if item_id not in seen and item_id not in batch.recorded:
+                await self._not_run(batch, item_id, status)
+        await self.ctx.writer.awrite(
+            "batch_collected",
+            batch=batch.id,
+            status=status,
+            counts=info.get("request_counts") or {},
+            output_file=info.get("output_file_id"),
+            error_file=info.get("error_file_id"),
+        )
+
+    def _download_path(self, batch_id: str, field: str) -> Path:
+        ledger = self.ctx.writer.path
+        kind = "errors" if field == "error_file_id" else "output"
+        return ledger.with_name(f".{ledger.name}.{batch_id}.{kind}.jsonl")
+
+    async def _read(
+        self, path: Path, batch: OpenBatch, by_cid: dict[str, str], seen: set[str]
+    ) -> None:
+        lock = asyncio.Lock()
+        with open(path, "rb") as f:  # noqa: ASYNC230 (lines are read in a thread below)
+
+            async def worker() -> None:
+                while True:
+                    async with lock:
+                        raw = await asyncio.to_thread(f.readline)
+                    if not raw:
+                        return
+                    if raw.strip():
+                        await self._line(raw, batch, by_cid, seen)
+
+            await asyncio.gather(*(worker() for _ in range(READING_AT_ONCE)))
+
+    async def _line(
+        self, raw: bytes, batch: OpenBatch, by_cid: dict[str, str], seen: set[str]
+    ) -> None:
+        try:
+            doc = await asyncio.to_thread(parse_line, raw)
+        except ValueError:
+            self.ctx.warn(f"batch {batch.id}: a result line that is not a result; skipped")
+            return
+        item_id = by_cid.get(doc["custom_id"])
+        if item_id is None or item_id in seen:
+            self.ctx.warn(f"batch {batch.id}: a result for {doc['custom_id']!r}, not asked")
+            return
+        seen.add(item_id)
+        if item_id in batch.recorded:  # written before a kill
+            return
+        item = self.items.get(item_id)
+        if item is None:
+            self.ctx.warn(f"batch {batch.id}: item {item_id} is no longer in the manifest")
+            return
+        result = await asyncio.to_thread(read_result, doc, item.n)
+        del doc
+        key = batch.items[item_id][0]
+        attempt = self.state.attempts_of(item_id, key) + 1
+        if result.images is not None:
+            await self._succeeded(batch, item, key, attempt, result)
+        elif result.unanswered:
+            code = result.error.code if result.error is not None else None
+            status = "expired" if code == "batch_expired" else "cancelled"
+            await self._not_run(batch, item_id, status)
+        else:
+            await self._failed(batch, item, key, attempt, result)
+
+    async def _succeeded(
+        self, batch: OpenBatch, item: Item, key: str, attempt: int, result: LineResult
+    ) -> None:
+        ctx = self.ctx
+        outputs = await write_outputs(ctx.plan, item, result.images or [])
+        cost, estimated = self._cost(batch, item, result.usage)
+        interactive = None
+        if result.usage and item.model in ctx.prices:
+            interactive = round(cost_of_usage(result.usage, ctx.prices[item.model]), 8)
+        fields = {
+            "item": item.id,
+            "key": key,
+            "attempt": attempt,
+            "model": item.model,
+            "params": dict(item.params),
+            "latency_s": None,
+            "request_id": result.request_id,
+            "usage": result.usage,
+            "cost_usd": None if cost is None else round(cost, 8),
+            "interactive_usd": interactive,
+            "outputs": outputs,
+            "inputs": batch.inputs.get(item.id) or [],
+            "batch": batch.id,
+        }
+        if estimated:
+            fields["cost_estimated"] = True
+        await ctx.writer.awrite("succeeded", **fields)
+        ctx.stats.cost_usd += cost or 0.0
+        if result.usage:
+            ctx.stats.add_tokens(counts_from_usage(result.usage))
+        ctx.changed()
+
+    def _cost(self, batch: OpenBatch, item: Item, usage: dict | None) -> tuple[float | None, bool]:
+        price = self.ctx.batch_prices.get(item.model)
+        if price is None:
+            return None, False
+        if usage:
+            return cost_of_usage(usage, price), False
+        # No usage (some proxies): the item's share of the worst case reserved for it.
+        return batch.worst_usd / max(1, len(batch.items)), True
+
+    async def _failed(
+        self, batch: OpenBatch, item: Item, key: str, attempt: int, result: LineResult
+    ) -> None:
+        ctx = self.ctx
+        exc: AttemptError = result.error  # type: ignore[assignment]
+        cost = None
+        if result.usage:  # a billed answer that was unusable
+            cost, _ = self._cost(batch, item, result.usage)
+        common = {"item": item.id, "key": key, "batch": batch.id}
+        if cost is not None:
+            common["cost_usd"] = round(cost, 8)
+            ctx.stats.cost_usd += cost
+        if result.permanent or attempt >= self.max_attempts:
+            error = {"class": "permanent" if result.permanent else "exhausted", **exc.describe()}
+            await ctx.writer.awrite("failed", attempts=attempt, error=error, **common)
+        else:
+            cause = cause_of(exc)
+            ctx.stats.retries[cause] = ctx.stats.retries.get(cause, 0) + 1
+            await ctx.writer.awrite(
+                "attempt_failed",
+                attempt=attempt,
+                http_status=exc.http_status,
+                cause=cause,
+                type=exc.type,
+                code=exc.code,
+                message=exc.message,
+                request_id=exc.request_id,
+                retry_in_s=None,
+                **common,
+            )
+        ctx.changed()
+
+    async def _not_run(self, batch: OpenBatch, item_id: str, status: str) -> None:
+        """An item its batch never answered: it goes into the next batch."""
+        ended = status in ("expired", "cancelled", "failed")
+        cause = f"batch_{status}" if ended else "batch_missing"
+        key = batch.items[item_id][0]
+        await self.ctx.writer.awrite(
+            "attempt_failed",
+            item=item_id,
+            key=key,
+            attempt=self.state.attempts_of(item_id, key) + 1,
+            cause=cause,
+            message=f"batch {batch.id} ended ({status}) without running it; resubmitted",
+            retry_in_s=None,
+            batch=batch.id,
+        )
+
+
+def stale_downloads(ledger: Path) -> list[Path]:
+    """Result files a killed collection left beside the ledger."""
+    prefix = f".{ledger.name}."
+    return [
+        ledger.parent / name
+        for name in os.listdir(ledger.parent)
+        if name.startswith(prefix) and name.endswith((".jsonl", ".part"))
+    ]

@@ -1,0 +1,58 @@
+"""Batch mode's entry: `pipeline.run` comes here for `mode: batch` or `RunOptions(batch=True)`.
+The same selection, settings and key as an interactive run; a BatchSession does the rest."""
+
+from __future__ import annotations
+
+import os
+
+from pipeline.batch.session import BatchSession
+from pipeline.core.errors import UsageError
+from pipeline.core.plan import Plan
+from pipeline.engine.runner import SIMULATED_KEY, RunControl, RunOptions, select_items
+from pipeline.engine.settings import RunSettings
+from pipeline.engine.summary import RunSummary
+
+# The in-process simulator's batch life for `run --simulate --batch`: seconds, not hours.
+SIM_BATCH_SECONDS = 2.0
+
+
+async def run_batch(plan: Plan, options: RunOptions) -> RunSummary:
+    if options.shard is not None:
+        raise UsageError(
+            "--shard is for interactive runs: a batch job is submitted whole (the provider "
+            "runs it in parallel); drop --shard, or run without --batch / mode: batch"
+        )
+    items = select_items(plan, options.only)
+    settings = RunSettings.resolve(plan, max_usd=options.max_usd)
+    control = options.control or RunControl()
+    if options.simulate:
+        from pipeline.simulator import SimConfig, running
+
+        config = options.sim_config or SimConfig(seed=0, batch_seconds=SIM_BATCH_SECONDS)
+        async with running(config) as base_url:
+            session = BatchSession(
+                plan,
+                options,
+                settings,
+                base_url=base_url,
+                api_key=SIMULATED_KEY,
+                control=control,
+                simulated=True,
+            )
+            return await session.execute(items)
+    api_key = options.api_key or os.environ.get(plan.endpoint.api_key_env)
+    if not api_key:
+        raise UsageError(
+            f"{plan.endpoint.api_key_env} is not set: export the API key in that variable "
+            "(endpoint.api_key_env names it), or try the job offline with --simulate"
+        )
+    session = BatchSession(
+        plan,
+        options,
+        settings,
+        base_url=options.base_url or plan.endpoint.base_url,
+        api_key=api_key,
+        control=control,
+        simulated=False,
+    )
+    return await session.execute(items)

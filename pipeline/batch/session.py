@@ -1,0 +1,297 @@
+"""One batch-mode run: lock the ledger, then round after round adopt batches a killed run
+created, collect the open batches that have ended, submit the pending items that are in no
+open batch, and stop (exit 5 while batches are in flight) or, with `wait`, poll again after
+`batch.poll_s`. The state is read from the ledger at each round: it is the only truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from pipeline import __version__
+from pipeline.api.batches import ENDED, BatchAPI
+from pipeline.batch.collect import Collector, stale_downloads
+from pipeline.batch.context import BatchContext
+from pipeline.batch.reconcile import adopt_unrecorded
+from pipeline.batch.submit import Allowance, Submitter
+from pipeline.core.errors import AttemptError, FatalError, ManifestError, UsageError
+from pipeline.core.fingerprint import DigestCache
+from pipeline.core.plan import Item, Plan
+from pipeline.engine.session import prepare_out_dir
+from pipeline.engine.settings import RunSettings
+from pipeline.engine.summary import RunStats, RunSummary, verdict
+from pipeline.ledger.resume import Classified, classify
+from pipeline.ledger.scan import ResumeState
+from pipeline.ledger.writer import LedgerWriter, read_ledger
+from pipeline.manifest.validate import check_files
+
+
+class BatchSession:
+    def __init__(
+        self,
+        plan: Plan,
+        options: Any,  # engine.runner.RunOptions
+        settings: RunSettings,
+        *,
+        base_url: str,
+        api_key: str,
+        control: Any,  # engine.runner.RunControl
+        simulated: bool,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ):
+        self.plan, self.options, self.settings = plan, options, settings
+        self.base_url, self.api_key, self.control = base_url, api_key, control
+        self.simulated = simulated
+        self.observer = options.observer
+        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
+        self.stats = RunStats()
+        self.messages: list[str] = []
+        self.reasons: list[str] = []
+        self._sleep = sleep
+        self._checked: set[str] = set()  # items whose input files were checked this run
+        self._spent_total = 0.0  # the ledger's spend as last read
+
+    def warn(self, text: str) -> None:
+        self.messages.append(text)
+        if self.observer is not None:
+            self.observer.warning(text)
+
+    def _changed(self) -> None:
+        if self.observer is not None:
+            self.observer.update(self.stats)
+
+    async def execute(self, items: list[Item]) -> RunSummary:
+        self.settings.check_prices(items, self.warn)
+        ledger = self.plan.ledger
+        extra = {"simulated": True} if self.simulated else {}
+        try:
+            writer = await asyncio.to_thread(
+                LedgerWriter.open, ledger, run_id=self.run_id, extra_fields=extra
+            )
+        except OSError as exc:
+            raise UsageError(
+                f"cannot open the ledger {ledger}: {exc.strerror or exc}; fix `ledger:` "
+                "(or output.dir) in the manifest, or the path on disk"
+            ) from None
+        try:
+            return await self._locked(items, writer)
+        finally:
+            writer.close()
+
+    async def _locked(self, items: list[Item], writer: LedgerWriter) -> RunSummary:
+        started = time.monotonic()
+        for warning in writer.scan.warnings:
+            self.warn(warning)
+        await asyncio.to_thread(prepare_out_dir, self.plan.output.dir)
+        for leftover in stale_downloads(writer.path):
+            leftover.unlink(missing_ok=True)
+        await writer.awrite(
+            "run_started",
+            manifest=self.plan.name,
+            editbatch=__version__,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            options=self._options_record(),
+        )
+        timeout = aiohttp.ClientTimeout(total=self.plan.limits.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            api = BatchAPI(
+                http,
+                self.base_url,
+                self.api_key,
+                timeout_s=self.plan.limits.timeout_s,
+                api_key_env=self.plan.endpoint.api_key_env,
+                sleep=self._sleep,
+            )
+            ctx = BatchContext(
+                plan=self.plan,
+                api=api,
+                writer=writer,
+                stats=self.stats,
+                run_id=self.run_id,
+                prices=self.settings.prices,
+                batch_prices={m: p.at_batch() for m, p in self.settings.prices.items()},
+                warn=self.warn,
+                changed=self._changed,
+            )
+            try:
+                await self._rounds(ctx, items, writer.scan.state, first=True)
+            except FatalError as exc:
+                self.reasons.append("fatal")
+                self.warn(exc.message)
+            except AttemptError as exc:  # the provider kept failing: everything is resumable
+                self.reasons.append("unavailable")
+                self.warn(f"the Batch API kept failing ({exc.message}); run again to resume")
+        summary = self._summary(time.monotonic() - started, writer.path)
+        await writer.awrite(
+            "run_finished",
+            reason=summary.reason,
+            exit_code=summary.exit_code,
+            counts=summary.counts(),
+            tokens=summary.tokens,
+            requests=summary.requests,
+            cost_usd=round(summary.cost_usd, 6),
+            duration_s=round(summary.duration_s, 3),
+        )
+        if self.observer is not None:
+            self.observer.finished(summary)
+        return summary
+
+    async def _rounds(
+        self, ctx: BatchContext, items: list[Item], state: ResumeState, first: bool
+    ) -> None:
+        by_id = {item.id: item for item in items}
+        while True:
+            self._spent_total = state.spent_usd
+            if await adopt_unrecorded(ctx, state.batches):
+                state = await self._reread(ctx)
+            if await self._collect(ctx, state, by_id):
+                state = await self._reread(ctx)
+            self._spent_total = state.spent_usd
+            classified = await self._classify(items, state)
+            if first:
+                self.stats.done_before = len(classified.done)
+                self.stats.failed_before = len(classified.failed)
+                if self.observer is not None:
+                    self.observer.started(self.stats)
+                first = False
+            self._count(classified)
+            if classified.pending and not self.control.stop_requested.is_set():
+                await self._submit(ctx, state, classified.pending)
+            if not self.options.wait or self.stats.in_batch == 0 or "budget" in self.reasons:
+                return
+            if await self._pause(self.plan.batch.poll_s):
+                self.reasons.append("interrupted")
+                return
+            state = await self._reread(ctx)
+
+    async def _reread(self, ctx: BatchContext) -> ResumeState:
+        # The lock is ours and every line was written whole: no repair, no torn tail.
+        return (await asyncio.to_thread(read_ledger, ctx.writer.path)).state
+
+    async def _classify(self, items: list[Item], state: ResumeState) -> Classified:
+        cache = DigestCache(base=self.plan.manifest_path.parent)
+        classified = await asyncio.to_thread(
+            classify,
+            items,
+            state,
+            cache,
+            self.plan.output.dir,
+            retry_failed=self.options.retry_failed,
+        )
+        if not self.plan.files_checked:
+            unchecked = [item for item in classified.pending if item.id not in self._checked]
+            problems = await asyncio.to_thread(
+                check_files, unchecked, self.plan.manifest_path.parent
+            )
+            if problems:
+                raise ManifestError(problems)
+            self._checked.update(item.id for item in unchecked)
+        return classified
+
+    def _count(self, classified: Classified) -> None:
+        s = self.stats
+        s.total = len(classified.done) + len(classified.failed)
+        s.total += len(classified.pending) + len(classified.in_batch)
+        s.succeeded = len(classified.done) - s.done_before
+        s.failed = len(classified.failed) - s.failed_before
+        s.pending = len(classified.pending)
+        s.in_batch = len(classified.in_batch)
+        self._changed()
+
+    async def _collect(self, ctx: BatchContext, state: ResumeState, by_id: dict) -> int:
+        """Poll every open batch; collect those that ended. The number collected."""
+        collector = Collector(ctx, state.batches, by_id)
+        collected = 0
+        counts = dict.fromkeys(("total", "completed", "failed"), 0)
+        for batch in list(state.batches.open.values()):
+            info = await ctx.api.get_batch(batch.id)
+            if info.get("status") in ENDED:
+                await collector.collect(batch, info)
+                collected += 1
+            else:
+                for name in counts:
+                    counts[name] += int((info.get("request_counts") or {}).get(name) or 0)
+        self.stats.batches = counts
+        return collected
+
+    async def _submit(self, ctx: BatchContext, state: ResumeState, pending: list[Item]) -> None:
+        settings = self.settings
+        allowance = Allowance(
+            run_usd=settings.run_usd,
+            total_usd=settings.total_usd,
+            committed_before=state.spent_usd + state.batches.reserved_usd(),
+        )
+        submitter = Submitter(ctx, state.batches, allowance, sleep=self._sleep)
+        self.stats.requests += await submitter.submit(pending)
+        if submitter.budget_stopped:
+            self.reasons.append("budget")
+            self.messages.append(
+                f"budget reached: {submitter.budget_stopped} item(s) not submitted (each "
+                "reserves its worst case at the batch price); raise budget.run_usd / "
+                "--max-usd (or budget.total_usd) and run again"
+            )
+        left = [b for b in (settings.run_usd, settings.total_usd) if b is not None]
+        if left:
+            self.stats.budget_left_usd = max(0.0, min(left) - allowance.reserved)
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait for the next poll; True when a signal asked the run to stop meanwhile."""
+        stop = asyncio.ensure_future(self.control.stop_requested.wait())
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        try:
+            await asyncio.wait({stop, nap}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stop, nap):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return self.control.stop_requested.is_set()
+
+    def _options_record(self) -> dict:
+        s = self.settings
+        return {
+            "mode": "batch",
+            "wait": bool(self.options.wait),
+            "run_usd": s.run_usd,
+            "total_usd": s.total_usd,
+            "max_attempts": self.plan.limits.max_attempts,
+            "completion_window": self.plan.batch.completion_window,
+            "poll_s": self.plan.batch.poll_s,
+            "retry_failed": self.options.retry_failed,
+            "only": list(self.options.only),
+            "base_url": self.base_url,
+        }
+
+    def _summary(self, duration: float, ledger: Path) -> RunSummary:
+        s = self.stats
+        reason, code = verdict(self.reasons, s, self.control.signal_name)
+        if "unavailable" in self.reasons and code in (0, 1):
+            reason, code = "unavailable", 75
+        if code == 5:
+            self.messages.append(
+                f"{s.in_batch} item(s) in batches at the provider; run again later to collect"
+            )
+        return RunSummary(
+            run_id=self.run_id,
+            manifest=self.plan.name,
+            reason=reason,
+            exit_code=code,
+            stats=s,
+            duration_s=duration,
+            ledger=ledger,
+            output_dir=self.plan.output.dir,
+            budget_left_usd=s.budget_left_usd,
+            spent_total_usd=self._spent_total,
+            messages=list(self.messages),
+            simulated=self.simulated,
+        )

@@ -1,0 +1,230 @@
+"""Submitting pending items as batches: read each item (key, worst cost at the batch price),
+reserve that worst case under the budgets (what does not fit is not submitted), upload each
+distinct image and mask once (`file_uploaded`; a later run reuses the file id), write the
+JSONL in parts within the API's limits, upload it (recorded with its items before the batch is
+created), create the batch and record `batch_submitted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.api import batchlines
+from pipeline.batch import parts
+from pipeline.batch.context import BatchContext
+from pipeline.batch.reconcile import find_batches
+from pipeline.core.errors import RetryableError
+from pipeline.core.plan import Item
+from pipeline.engine.budget import fits
+from pipeline.engine.prepare import Prepared, Preparer
+from pipeline.ledger.batches import BatchState
+
+PREPARE_AT_ONCE = 8  # items read and uploaded at once
+CREATE_TRIES = 3
+IMAGE_PURPOSE = "vision"  # images referred to by file_id (API-FACTS "Batch API")
+
+
+@dataclass(slots=True)
+class Allowance:
+    """What this run may still commit: worst cases reserved at submission are settled only
+    when their batch is collected, perhaps by a later run."""
+
+    run_usd: float | None
+    total_usd: float | None
+    committed_before: float  # recorded spend plus the open batches' reservations
+    reserved: float = 0.0
+
+    def take(self, amount: float) -> bool:
+        if not fits(self.run_usd, 0.0, self.reserved, amount):
+            return False
+        if not fits(self.total_usd, self.committed_before, self.reserved, amount):
+            return False
+        self.reserved += amount
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    item: Item
+    entry: dict  # {item, key, custom_id, inputs}: as batch_submitted records it
+    endpoint: str
+    data: bytes
+    worst_usd: float
+
+
+class Submitter:
+    def __init__(
+        self,
+        ctx: BatchContext,
+        state: BatchState,
+        allowance: Allowance,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ):
+        self.ctx = ctx
+        self.state = state
+        self.allowance = allowance
+        self.preparer = Preparer(ctx.plan, ctx.batch_prices)
+        self._uploads: dict[str, asyncio.Future[str]] = {}
+        self._sleep = sleep
+        self.budget_stopped = 0
+
+    async def submit(self, items: list[Item]) -> int:
+        """Submit `items`; the number submitted. Items past the budget stay pending
+        (`budget_stopped` counts them)."""
+        lines: list[Line] = []
+        for start in range(0, len(items), PREPARE_AT_ONCE):
+            chunk = items[start : start + PREPARE_AT_ONCE]
+            prepared = await asyncio.gather(*(self._prepare(item) for item in chunk))
+            accepted = []
+            for item, ready in zip(chunk, prepared, strict=True):
+                if ready is None:
+                    continue
+                if not self.allowance.take(ready.worst_usd):
+                    self.budget_stopped = len(items) - items.index(item)
+                    break
+                accepted.append(ready)
+            lines += await asyncio.gather(*(self._line(p) for p in accepted))
+            if self.budget_stopped:
+                break
+        submitted = 0
+        for endpoint in ("edits", "generations"):
+            group = [line for line in lines if line.endpoint == endpoint]
+            for number, part in enumerate(parts.split([len(x.data) for x in group]), start=1):
+                submitted += await self._batch([group[i] for i in part], endpoint, number)
+        return submitted
+
+    async def _prepare(self, item: Item) -> Prepared | None:
+        try:
+            return await self.preparer.prepare(item)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            await self.ctx.writer.awrite(
+                "failed",
+                item=item.id,
+                key=None,
+                attempts=0,
+                error={
+                    "class": "permanent",
+                    "http_status": None,
+                    "type": None,
+                    "code": None,
+                    "message": f"cannot read the item's input: {reason}",
+                },
+            )
+            self.ctx.stats.failed += 1
+            self.ctx.stats.pending -= 1
+            return None
+
+    async def _line(self, prepared: Prepared) -> Line:
+        request = prepared.request
+        image_ids = [
+            await self._upload(data, filename, content_type)
+            for filename, data, content_type in request.images
+        ]
+        mask_id = None
+        if request.mask is not None:
+            mask_id = await self._upload(request.mask[1], request.mask[0], "image/png")
+        item = prepared.item
+        endpoint = "edits" if image_ids else "generations"
+        cid = batchlines.custom_id(item.id, prepared.key)
+        body = batchlines.request_body(request.params, request.prompt, image_ids, mask_id)
+        entry = {"item": item.id, "key": prepared.key, "custom_id": cid, "inputs": prepared.inputs}
+        return Line(
+            item=item,
+            entry=entry,
+            endpoint=endpoint,
+            data=batchlines.request_line(cid, endpoint, body),
+            worst_usd=prepared.worst_usd,
+        )
+
+    async def _upload(self, data: bytes, filename: str, content_type: str) -> str:
+        """The file id of these bytes: recorded by an earlier upload, or uploaded now (once,
+        however many items share them)."""
+        sha = hashlib.sha256(data).hexdigest()
+        known = self.state.uploads.get(sha)
+        if known is not None:
+            return known
+        if sha not in self._uploads:
+            self._uploads[sha] = asyncio.ensure_future(
+                self._upload_new(sha, data, filename, content_type)
+            )
+        return await self._uploads[sha]
+
+    async def _upload_new(self, sha: str, data: bytes, filename: str, content_type: str) -> str:
+        uploaded = await self.ctx.api.upload(data, filename, IMAGE_PURPOSE, content_type)
+        file_id = str(uploaded["id"])
+        await self.ctx.writer.awrite(
+            "file_uploaded",
+            sha256=sha,
+            file_id=file_id,
+            bytes=len(data),
+            purpose=IMAGE_PURPOSE,
+            filename=filename,
+        )
+        self.state.uploads[sha] = file_id
+        return file_id
+
+    async def _batch(self, lines: list[Line], endpoint: str, number: int) -> int:
+        ctx = self.ctx
+        data = b"".join(line.data for line in lines)
+        sha = hashlib.sha256(data).hexdigest()
+        entries = [line.entry for line in lines]
+        worst = round(sum(line.worst_usd for line in lines), 8)
+        file_id = next((f for f, r in self.state.inputs.items() if r.get("sha256") == sha), None)
+        if file_id is None:
+            name = f"{ctx.job}-{ctx.run_id}-{endpoint}-{number}.jsonl"
+            uploaded = await ctx.api.upload(data, name, "batch", "application/jsonl")
+            file_id = str(uploaded["id"])
+            # Recorded, with its items, before the batch exists: a kill after the create is
+            # then found by the next run (reconcile.py) instead of submitted again.
+            await ctx.writer.awrite(
+                "file_uploaded",
+                sha256=sha,
+                file_id=file_id,
+                bytes=len(data),
+                purpose="batch",
+                filename=name,
+                endpoint=endpoint,
+                worst_usd=worst,
+                items=entries,
+            )
+        del data
+        batch = await self._create(file_id, endpoint, number)
+        await ctx.writer.awrite(
+            "batch_submitted",
+            batch=batch["id"],
+            input_file=file_id,
+            endpoint=endpoint,
+            status=batch.get("status"),
+            requests=len(lines),
+            worst_usd=worst,
+            items=entries,
+        )
+        self.state.inputs.pop(file_id, None)
+        ctx.stats.pending -= len(lines)
+        ctx.stats.in_batch += len(lines)
+        ctx.changed()
+        return len(lines)
+
+    async def _create(self, file_id: str, endpoint: str, number: int) -> dict:
+        ctx = self.ctx
+        url = batchlines.URLS[endpoint]
+        window = ctx.plan.batch.completion_window
+        for attempt in range(1, CREATE_TRIES + 1):
+            try:
+                return await ctx.api.create_batch(file_id, url, window, ctx.metadata(number))
+            except RetryableError:
+                # The create may have reached the provider with only its answer lost: look
+                # before creating again, or the items would run (and be paid for) twice.
+                found = await find_batches(ctx.api, ctx.job, {file_id}, since=time.time())
+                if file_id in found:
+                    return found[file_id]
+                if attempt == CREATE_TRIES:
+                    raise
+                await self._sleep(2.0**attempt)
+        raise AssertionError("unreachable")
