@@ -165,6 +165,7 @@ class Collector:
         if cost is not None:
             common["cost_usd"] = round(cost, 8)
             ctx.stats.cost_usd += cost
+        ctx.stats.note_cause(cause_of(exc), exc.message)
         if result.permanent or attempt >= self.max_attempts:
             error = {"class": "permanent" if result.permanent else "exhausted", **exc.describe()}
             await ctx.writer.awrite("failed", attempts=attempt, error=error, **common)
@@ -190,6 +191,7 @@ class Collector:
         ended = status in ("expired", "cancelled", "failed")
         cause = f"batch_{status}" if ended else "batch_missing"
         key = batch.items[item_id][0]
+        self.ctx.stats.note_cause(cause, f"batch {batch.id} ended {status}")
         await self.ctx.writer.awrite(
             "attempt_failed",
             item=item_id,

@@ -161,6 +161,7 @@ class BatchSession:
             if first:
                 self.stats.done_before = len(classified.done)
                 self.stats.failed_before = len(classified.failed)
+                self.stats.failed_before_ids = [item.id for item in classified.failed]
                 if self.observer is not None:
                     self.observer.started(self.stats)
                 first = False
@@ -204,6 +205,8 @@ class BatchSession:
         s.total += len(classified.pending) + len(classified.in_batch)
         s.succeeded = len(classified.done) - s.done_before
         s.failed = len(classified.failed) - s.failed_before
+        before = set(s.failed_before_ids)
+        s.failed_ids = [item.id for item in classified.failed if item.id not in before]
         s.pending = len(classified.pending)
         s.in_batch = len(classified.in_batch)
         self._changed()

@@ -53,8 +53,20 @@ def status_line(stats: RunStats, elapsed_s: float | None = None) -> str:
         f"done {stats.done}/{stats.total}, failed {stats.failed + stats.failed_before}, "
         f"pending {stats.pending}, in flight {stats.in_flight}, requests {stats.requests}, "
         f"retries {retries}, spent {usd}"
+        + batch_text(stats)
         + (eta_text(stats, elapsed_s) if elapsed_s is not None else "")
         + (f"; {hold}" if hold else "")
+    )
+
+
+def batch_text(stats: RunStats) -> str:
+    """Batch mode: the items at the provider and their batches' counts ("" otherwise)."""
+    if not stats.in_batch:
+        return ""
+    counts = stats.batches
+    return (
+        f", in batches {stats.in_batch} (provider: {counts.get('completed', 0)} completed, "
+        f"{counts.get('failed', 0)} failed of {counts.get('total', 0)})"
     )
 
 
@@ -157,6 +169,7 @@ class RichProgress:
             detail += f" (left ${stats.budget_left_usd:.2f})"
         if stats.failed:
             detail += f" · failed {stats.failed}"
+        detail += batch_text(stats).replace(", in batches", " · in batches")
         hold = hold_text(stats)
         if hold:
             detail += f" · [yellow]{hold}[/]"

@@ -29,6 +29,8 @@ def headline(summary: RunSummary) -> str:
         return f"the budget stopped the run; {s.pending} item(s) pending, a later run resumes them"
     if code == 4:
         return "aborted on an error no retry can fix"
+    if code == 5:
+        return f"{s.in_batch} item(s) in batches at the provider; a later run collects them"
     if code == 75:
         return (
             f"the provider was failing (an outage); {s.pending} item(s) pending, a later run "
@@ -71,6 +73,8 @@ def next_steps(summary: RunSummary, manifest: str) -> list[str]:
         return [f"fix what the abort message above says, then `{run}` resumes"]
     if code == 3:
         return [f"raise budget.run_usd (or `{run} --max-usd X`) or budget.total_usd to resume"]
+    if code == 5:
+        return [f"`{run} --batch` collects the batches once they have ended (--wait polls)"]
     if code == 75:
         return [f"`{run}` resumes once the provider answers again (the message above says when)"]
     steps: list[str] = []
