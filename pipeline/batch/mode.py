@@ -4,6 +4,7 @@ The same selection, settings and key as an interactive run; a BatchSession does 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from pipeline.batch.session import BatchSession
 from pipeline.core.errors import UsageError
@@ -12,8 +13,10 @@ from pipeline.engine.runner import SIMULATED_KEY, RunControl, RunOptions, select
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import RunSummary
 
-# The in-process simulator's batch life for `run --simulate --batch`: seconds, not hours.
+# The in-process simulator's batch life for `run --simulate --batch`: seconds, not hours,
+# polled at a pace to match (unless the caller set one).
 SIM_BATCH_SECONDS = 2.0
+SIM_POLL_S = 0.5
 
 
 async def run_batch(plan: Plan, options: RunOptions) -> RunSummary:
@@ -29,6 +32,8 @@ async def run_batch(plan: Plan, options: RunOptions) -> RunSummary:
         from pipeline.simulator import SimConfig, running
 
         config = options.sim_config or SimConfig(seed=0, batch_seconds=SIM_BATCH_SECONDS)
+        if options.poll_s is None:
+            options = replace(options, poll_s=SIM_POLL_S)
         async with running(config) as base_url:
             session = BatchSession(
                 plan,

@@ -59,6 +59,7 @@ class BatchSession:
         self._sleep = sleep
         self._checked: set[str] = set()  # items whose input files were checked this run
         self._spent_total = 0.0  # the ledger's spend as last read
+        self.poll_s = options.poll_s or plan.batch.poll_s
 
     def warn(self, text: str) -> None:
         self.messages.append(text)
@@ -162,15 +163,15 @@ class BatchSession:
                 self.stats.done_before = len(classified.done)
                 self.stats.failed_before = len(classified.failed)
                 self.stats.failed_before_ids = [item.id for item in classified.failed]
-                if self.observer is not None:
-                    self.observer.started(self.stats)
-                first = False
             self._count(classified)
+            if first and self.observer is not None:
+                self.observer.started(self.stats)
+            first = False
             if classified.pending and not self.control.stop_requested.is_set():
                 await self._submit(ctx, state, classified.pending)
             if not self.options.wait or self.stats.in_batch == 0 or "budget" in self.reasons:
                 return
-            if await self._pause(self.plan.batch.poll_s):
+            if await self._pause(self.poll_s):
                 self.reasons.append("interrupted")
                 return
             state = await self._reread(ctx)

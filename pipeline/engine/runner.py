@@ -47,6 +47,7 @@ class RunOptions:
     probe_cap_s: float = 60.0  # while the provider fails, probes are at most this far apart
     batch: bool = False  # through the Batch API (as `mode: batch`); see pipeline.batch
     wait: bool = False  # batch mode: poll until every batch is collected
+    poll_s: float | None = None  # batch mode: seconds between polls; None = batch.poll_s
 
 
 class RunControl:
