@@ -1,0 +1,252 @@
+"""Batch mode end to end against the simulator's Files and Batches APIs on loopback: submit,
+in flight (exit 5), collect, failures resubmitted, expiry, budgets, kills at each step, and
+the ledger's USD against the simulator's half-price bill."""
+
+from __future__ import annotations
+
+import math
+
+import aiohttp
+import pytest
+from aiohttp import web
+from helpers import make_image, read_ledger_lines, simple_job, write_manifest
+
+from pipeline import run
+from pipeline.engine.runner import RunOptions
+from pipeline.manifest.load import load_plan
+from pipeline.simulator import SimConfig
+
+FAST = SimConfig(batch_seconds=0.2)
+
+
+def options(base_url: str, **kw) -> RunOptions:
+    kw.setdefault("poll_s", 0.05)
+    return RunOptions(base_url=base_url, api_key="sk-test-key-123", batch=True, **kw)
+
+
+def ledger_of(folder) -> list[dict]:
+    return read_ledger_lines(folder / "job-out" / "ledger.jsonl")
+
+
+def events(lines: list[dict], name: str) -> list[dict]:
+    return [rec for rec in lines if rec["event"] == name]
+
+
+def spent(lines: list[dict]) -> float:
+    return math.fsum(
+        rec.get("cost_usd") or 0.0
+        for rec in lines
+        if rec["event"] in ("succeeded", "attempt_failed", "failed")
+    )
+
+
+async def test_submit_returns_5_while_in_flight_and_a_later_run_collects(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 4)
+    async with sim_factory(FAST) as sim:
+        first = await run(load_plan(manifest), options(sim.base_url))
+        assert (first.exit_code, first.stats.in_batch, first.stats.pending) == (5, 4, 0)
+        lines = ledger_of(tmp_path)
+        [submitted] = events(lines, "batch_submitted")
+        assert len(submitted["items"]) == 4 and submitted["input_file"].startswith("file-")
+        assert {e["item"] for e in submitted["items"]} == {f"sku-{i:03d}" for i in range(4)}
+        assert len(events(lines, "file_uploaded")) == 5  # 4 images + the JSONL
+
+        second = await run(load_plan(manifest), options(sim.base_url, wait=True))
+        stats = await sim.stats()
+    assert second.exit_code == 0 and second.stats.succeeded == 4
+    lines = ledger_of(tmp_path)
+    assert len(events(lines, "batch_submitted")) == 1  # nothing submitted twice
+    [collected] = events(lines, "batch_collected")
+    assert collected["status"] == "completed" and collected["batch"] == submitted["batch"]
+    done = events(lines, "succeeded")
+    assert {rec["batch"] for rec in done} == {submitted["batch"]}
+    for rec in done:
+        assert (tmp_path / "job-out" / rec["outputs"][0]["path"]).is_file()
+        assert rec["cost_usd"] == pytest.approx(rec["interactive_usd"] / 2)
+    assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)
+    assert stats["usd_batch"] == pytest.approx(stats["usd"], rel=1e-6)
+    third = await _rerun(manifest)
+    assert third.exit_code == 0 and third.stats.done_before == 4
+
+
+async def _rerun(manifest):
+    # A finished job needs no provider: nothing is open, nothing pending.
+    return await run(load_plan(manifest), options("http://127.0.0.1:9/v1"))
+
+
+async def test_retryable_lines_are_resubmitted_and_moderated_ones_fail(tmp_path, sim_factory):
+    for name in ("a", "b", "c"):
+        make_image(tmp_path / f"{name}.png", color=(ord(name), 10, 10))
+    manifest = write_manifest(
+        tmp_path,
+        [
+            {"id": "a", "image": "a.png", "prompt": "white [sim:500,ok]"},
+            {"id": "b", "image": "b.png", "prompt": "grey [sim:moderation]"},
+            {"id": "c", "image": "c.png", "prompt": "plain backdrop"},
+        ],
+    )
+    async with sim_factory(FAST) as sim:
+        summary = await run(load_plan(manifest), options(sim.base_url, wait=True))
+        stats = await sim.stats()
+    assert summary.exit_code == 1 and summary.stats.succeeded == 2 and summary.stats.failed == 1
+    lines = ledger_of(tmp_path)
+    assert len(events(lines, "batch_submitted")) == 2
+    [retried] = events(lines, "attempt_failed")
+    assert (retried["item"], retried["http_status"], retried["cause"]) == ("a", 500, "server_error")
+    [failed] = events(lines, "failed")
+    assert failed["item"] == "b" and failed["error"]["class"] == "permanent"
+    assert failed["error"]["code"] == "moderation_blocked"
+    second = events(lines, "batch_submitted")[1]
+    assert [e["item"] for e in second["items"]] == ["a"]
+    assert {r["item"]: r["attempt"] for r in events(lines, "succeeded")} == {"a": 2, "c": 1}
+    assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)
+    # the image of `a` went up once, though it was in two batches
+    images = [r for r in events(lines, "file_uploaded") if r["purpose"] != "batch"]
+    assert len({r["sha256"] for r in images}) == len(images) == 3
+
+
+async def test_an_expired_batch_returns_what_finished_and_the_rest_is_resubmitted(
+    tmp_path, sim_factory
+):
+    manifest = simple_job(tmp_path, 5)
+    async with sim_factory(SimConfig(batch_seconds=0.2, batch_expire_after=2)) as sim:
+        summary = await run(load_plan(manifest), options(sim.base_url, wait=True))
+        stats = await sim.stats()
+    assert summary.exit_code == 0 and summary.stats.succeeded == 5
+    lines = ledger_of(tmp_path)
+    statuses = [rec["status"] for rec in events(lines, "batch_collected")]
+    assert statuses == ["expired", "expired", "completed"]
+    causes = {rec["cause"] for rec in events(lines, "attempt_failed")}
+    assert causes == {"batch_expired"}
+    assert {r["attempt"] for r in events(lines, "succeeded")} == {1}  # expiry is no attempt
+    assert len(events(lines, "succeeded")) == 5
+    assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)
+
+
+async def test_the_budget_reserves_the_batch_price_and_submits_what_fits(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 5)
+    plan = load_plan(manifest)
+    from pipeline.cost.estimate import estimate_plan
+
+    worst = estimate_plan(plan).items[0].worst_usd
+    budget = worst * 0.5 * 2.5  # two items at the batch price fit, the third does not
+    async with sim_factory(FAST) as sim:
+        summary = await run(plan, options(sim.base_url, max_usd=budget))
+    assert summary.exit_code == 3 and summary.stats.in_batch == 2 and summary.stats.pending == 3
+    [submitted] = events(ledger_of(tmp_path), "batch_submitted")
+    assert submitted["worst_usd"] == pytest.approx(2 * worst * 0.5)
+    assert any("budget reached" in m for m in summary.messages)
+
+
+def _cut_before(path, predicate) -> None:
+    """Leave the ledger as a kill just before the first line matching predicate would."""
+    lines = path.read_text().splitlines(keepends=True)
+    import json
+
+    index = next(i for i, line in enumerate(lines) if predicate(json.loads(line)))
+    path.write_text("".join(lines[:index]))
+
+
+async def test_a_batch_created_but_not_recorded_is_adopted_not_resubmitted(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 3)
+    ledger = tmp_path / "job-out" / "ledger.jsonl"
+    async with sim_factory(FAST) as sim:
+        first = await run(load_plan(manifest), options(sim.base_url))
+        assert first.exit_code == 5
+        _cut_before(ledger, lambda rec: rec["event"] == "batch_submitted")
+        second = await run(load_plan(manifest), options(sim.base_url, wait=True))
+        stats = await sim.stats()
+    assert second.exit_code == 0
+    lines = ledger_of(tmp_path)
+    [adopted] = events(lines, "batch_submitted")
+    assert adopted["adopted"] is True
+    assert stats["batches"]["by_status"] == {"completed": 1}  # one batch, not two
+    assert len(events(lines, "succeeded")) == 3
+    assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)
+    assert any("recorded it now" in m for m in second.messages)
+
+
+async def test_results_half_written_are_completed_without_writing_or_paying_twice(
+    tmp_path, sim_factory
+):
+    manifest = simple_job(tmp_path, 4)
+    ledger = tmp_path / "job-out" / "ledger.jsonl"
+    async with sim_factory(FAST) as sim:
+        assert (await run(load_plan(manifest), options(sim.base_url, wait=True))).exit_code == 0
+        seen = []
+
+        def third_success(rec: dict) -> bool:
+            if rec["event"] == "succeeded":
+                seen.append(rec)
+            return len(seen) == 3
+
+        _cut_before(ledger, third_success)
+        kept = {rec["item"] for rec in seen[:2]}
+        again = await run(load_plan(manifest), options(sim.base_url, wait=True))
+        stats = await sim.stats()
+    assert again.exit_code == 0
+    lines = ledger_of(tmp_path)
+    done = events(lines, "succeeded")
+    assert len(done) == 4 and len({rec["item"] for rec in done}) == 4
+    assert {rec["item"] for rec in done if rec["run"] == again.run_id}.isdisjoint(kept)
+    assert len(events(lines, "batch_collected")) == 1
+    assert stats["batches"]["lines_billed"] == 4
+    assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)
+
+
+async def test_a_kill_halfway_through_the_uploads_uploads_nothing_twice(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 4)
+    async with sim_factory(FAST) as sim, refusing_uploads_after(sim.base_url, 2) as flaky:
+        first = await run(load_plan(manifest), options(flaky))
+        assert first.exit_code == 4  # the provider refused the third upload for good
+        lines = ledger_of(tmp_path)
+        assert len(events(lines, "file_uploaded")) == 2 and not events(lines, "batch_submitted")
+        second = await run(load_plan(manifest), options(sim.base_url, wait=True))
+        stats = await sim.stats()
+    assert second.exit_code == 0
+    lines = ledger_of(tmp_path)
+    uploads = [r for r in events(lines, "file_uploaded") if r["purpose"] != "batch"]
+    assert len(uploads) == len({r["sha256"] for r in uploads}) == 4
+    assert len(events(lines, "succeeded")) == 4
+    assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)
+
+
+class refusing_uploads_after:
+    """A loopback proxy in front of the simulator that answers 401 to every `POST /files`
+    after the first `count`, as a provider revoking the key mid-submission would."""
+
+    def __init__(self, base_url: str, count: int):
+        self.target = base_url.rsplit("/v1", 1)[0]
+        self.left = count
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.method == "POST" and request.path == "/v1/files":
+            if self.left == 0:
+                return web.json_response(
+                    {"error": {"message": "revoked", "type": "invalid_request_error"}}, status=401
+                )
+            self.left -= 1
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with self.session.request(
+            request.method,
+            self.target + request.path_qs,
+            data=await request.read(),
+            headers=headers,
+        ) as resp:
+            body = await resp.read()
+            return web.Response(body=body, status=resp.status, content_type=resp.content_type)
+
+    async def __aenter__(self) -> str:
+        self.session = aiohttp.ClientSession()
+        app = web.Application(client_max_size=2**26)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return f"http://127.0.0.1:{port}/v1"
+
+    async def __aexit__(self, *exc) -> None:
+        await self.runner.cleanup()
+        await self.session.close()
