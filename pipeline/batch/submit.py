@@ -57,6 +57,17 @@ class Line:
     worst_usd: float
 
 
+async def settled(calls: list[Awaitable[Any]]) -> list[Any]:
+    """Every call's result, in order, once all of them have ended; then the first error, if
+    any, is raised. Unlike a plain gather, no upload is left running unrecorded when another
+    one fails: each one that succeeded has its `file_uploaded` line by then."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
 class Submitter:
     def __init__(
         self,
@@ -79,7 +90,7 @@ class Submitter:
         lines: list[Line] = []
         for start in range(0, len(items), PREPARE_AT_ONCE):
             chunk = items[start : start + PREPARE_AT_ONCE]
-            prepared = await asyncio.gather(*(self._prepare(item) for item in chunk))
+            prepared = await settled([self._prepare(item) for item in chunk])
             accepted = []
             for item, ready in zip(chunk, prepared, strict=True):
                 if ready is None:
@@ -88,7 +99,7 @@ class Submitter:
                     self.budget_stopped = len(items) - items.index(item)
                     break
                 accepted.append(ready)
-            lines += await asyncio.gather(*(self._line(p) for p in accepted))
+            lines += await settled([self._line(p) for p in accepted])
             if self.budget_stopped:
                 break
         submitted = 0
