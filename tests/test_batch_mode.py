@@ -250,3 +250,81 @@ class refusing_uploads_after:
     async def __aexit__(self, *exc) -> None:
         await self.runner.cleanup()
         await self.session.close()
+
+
+async def test_batch_status_and_cancel_then_a_run_collects_and_resubmits(
+    tmp_path, sim_factory, monkeypatch, capsys
+):
+    import asyncio
+    import json
+
+    from pipeline.cli.main import main
+
+    manifest = simple_job(tmp_path, 3)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-123")
+    async with sim_factory(SimConfig(batch_seconds=30)) as sim:
+        assert (await run(load_plan(manifest), options(sim.base_url))).exit_code == 5
+        capsys.readouterr()
+        args = [str(manifest), "--base-url", sim.base_url, "--json"]
+        assert await asyncio.to_thread(main, ["batch", "status", *args]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert [b["status"] for b in status["open"]] in (["validating"], ["in_progress"])
+        assert status["open"][0]["items"] == 3 and status["collected"] == 0
+        assert await asyncio.to_thread(main, ["batch", "cancel", *args]) == 0
+        cancelled = json.loads(capsys.readouterr().out)["open"][0]
+        assert cancelled["status"] in ("cancelling", "cancelled")
+        # the cancelled batch is collected, its items go into a new batch
+        first = await run(load_plan(manifest), options(sim.base_url))
+    lines = ledger_of(tmp_path)
+    assert [r["status"] for r in events(lines, "batch_collected")] == ["cancelled"]
+    assert {r["cause"] for r in events(lines, "attempt_failed")} == {"batch_cancelled"}
+    assert first.exit_code == 5 and len(events(lines, "batch_submitted")) == 2
+
+
+async def test_estimate_shows_the_batch_price_and_report_the_batches_with_their_saving(
+    tmp_path, sim_factory, capsys
+):
+    import json
+
+    from pipeline.cli.main import main
+
+    manifest = simple_job(tmp_path, 2)
+    assert main(["estimate", str(manifest), "--json"]) == 0
+    estimate = json.loads(capsys.readouterr().out)
+    assert estimate["batch_expected_usd"] == pytest.approx(estimate["expected_usd"] / 2, abs=1e-6)
+    assert estimate["batch_worst_usd"] == pytest.approx(estimate["worst_usd"] / 2, abs=1e-6)
+    assert main(["estimate", str(manifest)]) == 0
+    assert "batch USD" in capsys.readouterr().out
+    async with sim_factory(FAST) as sim:
+        assert (await run(load_plan(manifest), options(sim.base_url, wait=True))).exit_code == 0
+    assert main(["report", str(manifest), "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)["batches"]
+    assert (row["status"], row["items"], row["succeeded"]) == ("completed", 2, 2)
+    assert row["saving_usd"] == pytest.approx(row["cost_usd"], rel=1e-6)  # half price
+    assert main(["report", str(manifest)]) == 0
+    assert row["id"] in capsys.readouterr().out
+
+
+async def test_mode_batch_in_the_manifest_and_a_pricing_batch_discount(tmp_path, sim_factory):
+    manifest = simple_job(
+        tmp_path,
+        2,
+        mode="batch",
+        pricing={
+            "gpt-image-1": {
+                "text_input": 5,
+                "image_input": 10,
+                "image_output": 40,
+                "batch_discount": 0.4,
+            }
+        },
+    )
+    plan = load_plan(manifest)
+    assert plan.mode == "batch"
+    async with sim_factory(FAST) as sim:
+        summary = await run(
+            plan, RunOptions(base_url=sim.base_url, api_key="sk-t", wait=True, poll_s=0.05)
+        )
+    assert summary.exit_code == 0
+    for rec in events(ledger_of(tmp_path), "succeeded"):
+        assert rec["cost_usd"] == pytest.approx(rec["interactive_usd"] * 0.4)

@@ -146,6 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="write one self-contained review page (instead of the text report)",
     )
 
+    batch = sub.add_parser(
+        "batch", allow_abbrev=False, help="batch mode: the job's open batches at the provider"
+    )
+    batch.add_argument(
+        "action",
+        choices=("status", "cancel"),
+        help="status: what the provider says of them; cancel: stop them (a run collects them)",
+    )
+    batch.add_argument("manifest", type=Path, metavar="MANIFEST")
+    batch.add_argument("--base-url", help="the API's base URL (default: the manifest's)")
+    batch.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
     simulate = sub.add_parser(
         "simulate", allow_abbrev=False, help="serve the built-in API simulator on loopback"
     )
@@ -265,6 +277,43 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pipeline.batch.operator import batch_views
+    from pipeline.core.errors import AttemptError, FatalError
+    from pipeline.manifest.load import load_plan
+
+    plan = load_plan(args.manifest, check_files=False)
+    try:
+        views, collected = asyncio.run(
+            batch_views(plan, base_url=args.base_url, cancel=args.action == "cancel")
+        )
+    except AttemptError as exc:
+        _error(exc.message)
+        return 4 if isinstance(exc, FatalError) else 75
+    if args.json:
+        _print_json({"open": [v.to_json() for v in views], "collected": collected})
+        return 0
+    if not views:
+        print(f"{plan.name}: no open batch ({collected} collected)", flush=True)
+        return 0
+    for view in views:
+        counts = view.counts
+        print(
+            f"{view.id}  {view.status:<11} {view.items} item(s); provider: "
+            f"{counts.get('completed', 0)} completed, {counts.get('failed', 0)} failed "
+            f"of {counts.get('total', 0)}",
+            flush=True,
+        )
+    print(
+        f"{len(views)} open, {collected} collected; `editbatch run {args.manifest} --batch` "
+        "collects the ended ones",
+        flush=True,
+    )
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from pipeline.simulator import cli as sim_cli
 
@@ -282,6 +331,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "estimate": cmd_estimate,
     "report": cmd_report,
+    "batch": cmd_batch,
     "simulate": cmd_simulate,
     "schema": cmd_schema,
 }

@@ -29,6 +29,9 @@ class ItemEstimate:
     worst: TokenCounts
     expected_usd: float | None
     worst_usd: float | None
+    # the same through the Batch API (`run --batch`), at the model's batch_discount
+    batch_expected_usd: float | None = None
+    batch_worst_usd: float | None = None
 
     def to_json(self) -> dict:
         return {
@@ -38,6 +41,8 @@ class ItemEstimate:
             "worst_tokens": _counts_json(self.worst),
             "expected_usd": _usd(self.expected_usd),
             "worst_usd": _usd(self.worst_usd),
+            "batch_expected_usd": _usd(self.batch_expected_usd),
+            "batch_worst_usd": _usd(self.batch_worst_usd),
         }
 
 
@@ -89,6 +94,7 @@ def estimate_item(
     expected = TokenCounts(tokens.text_tokens(item.prompt), image_in, out_expected * n)
     worst = TokenCounts(tokens.text_tokens_upper_bound(item.prompt), image_in, out_worst * n)
     price = prices.get(item.model)
+    batch = None if price is None else price.at_batch()
     return ItemEstimate(
         item_id=item.id,
         model=item.model,
@@ -96,6 +102,8 @@ def estimate_item(
         worst=worst,
         expected_usd=None if price is None else expected.usd(price),
         worst_usd=None if price is None else worst.usd(price),
+        batch_expected_usd=None if batch is None else expected.usd(batch),
+        batch_worst_usd=None if batch is None else worst.usd(batch),
     )
 
 
@@ -117,6 +125,8 @@ class Totals:
     expected_usd: float
     worst_usd: float
     unpriced_items: int
+    batch_expected_usd: float = 0.0
+    batch_worst_usd: float = 0.0
 
     @classmethod
     def of(cls, estimates: Sequence[ItemEstimate]) -> Totals:
@@ -128,6 +138,8 @@ class Totals:
             expected_usd=math.fsum(e.expected_usd or 0.0 for e in priced),
             worst_usd=math.fsum(e.worst_usd or 0.0 for e in priced),
             unpriced_items=len(estimates) - len(priced),
+            batch_expected_usd=math.fsum(e.batch_expected_usd or 0.0 for e in priced),
+            batch_worst_usd=math.fsum(e.batch_worst_usd or 0.0 for e in priced),
         )
 
     def to_json(self) -> dict:
@@ -137,6 +149,8 @@ class Totals:
             "worst_tokens": _counts_json(self.worst),
             "expected_usd": _usd(self.expected_usd),
             "worst_usd": _usd(self.worst_usd),
+            "batch_expected_usd": _usd(self.batch_expected_usd),
+            "batch_worst_usd": _usd(self.batch_worst_usd),
             "unpriced_items": self.unpriced_items,
         }
 

@@ -17,6 +17,7 @@ from pipeline.core.plan import Plan
 from pipeline.cost.pricing import TokenCounts
 from pipeline.cost.usage import counts_of
 from pipeline.ledger.scan import spend_of
+from pipeline.report.batches import BatchRow, batch_rows
 
 __all__ = ["Report", "load_ledgers", "load_sources", "resolve_inputs", "summarize"]
 
@@ -127,6 +128,7 @@ class Report:
     cost_not_kept_usd: float = 0.0
     usage_suspect: int = 0  # lines whose usage is far above the item's worst case
     short_answers: list[str] = field(default_factory=list)  # done with fewer images than n
+    batches: list[BatchRow] = field(default_factory=list)  # batch mode
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -136,6 +138,10 @@ class Report:
             run["cost_usd"] = round(run["cost_usd"], 6)
         for group in data["errors"]:
             group["class"] = group.pop("cls")
+        for row, batch in zip(data["batches"], self.batches, strict=True):
+            row["cost_usd"] = round(batch.cost_usd, 6)
+            row["interactive_usd"] = round(batch.interactive_usd, 6)
+            row["saving_usd"] = round(batch.saving_usd, 6)
         return data
 
 
@@ -189,6 +195,7 @@ def summarize(
         cost_not_kept_usd=math.fsum(map(spend_of, not_kept)),
         usage_suspect=sum(1 for r in billed if r.get("usage_suspect")),
         short_answers=[i for i, r in short.items() if latest.get(i) is r],
+        batches=batch_rows(records),
     )
 
 

@@ -89,6 +89,24 @@ def error_rows(report: Report) -> list[tuple[str, ...]]:
     ]
 
 
+BATCH_HEADS = ("batch", "status", "items", "succeeded", "provider counts", "USD", "saving")
+
+
+def batch_table_rows(report: Report) -> list[tuple[str, ...]]:
+    return [
+        (
+            b.id,
+            b.status,
+            str(b.items),
+            str(b.succeeded),
+            _pairs(b.counts),
+            f"{b.cost_usd:.4f}",
+            f"{b.saving_usd:.4f}",
+        )
+        for b in report.batches
+    ]
+
+
 def render_text(report: Report, width: int | None = None) -> str:
     """The report as plain-text tables for a terminal (colour is the caller's concern)."""
     tables = [
@@ -97,6 +115,8 @@ def render_text(report: Report, width: int | None = None) -> str:
     ]
     if report.errors:
         tables.append(text_table("most common errors", ERROR_HEADS, error_rows(report)))
+    if report.batches:
+        tables.append(text_table("batches", BATCH_HEADS, batch_table_rows(report)))
     return plain_text(tables, [f"warning: {w}" for w in report.warnings], width)
 
 
@@ -137,7 +157,16 @@ def _rate(value: float | None) -> str:
 
 def render_estimate(estimate: PlanEstimate, width: int | None = None) -> str:
     """The estimate as a plain-text table per model with a total, for a terminal."""
-    heads = ("model", "pending", "text in", "image in", "image out", "expected USD", "worst USD")
+    heads = (
+        "model",
+        "pending",
+        "text in",
+        "image in",
+        "image out",
+        "expected USD",
+        "worst USD",
+        "batch USD",
+    )
     groups = [*sorted(estimate.by_model.items()), ("total", estimate.total)]
     rows = [
         (
@@ -148,12 +177,16 @@ def render_estimate(estimate: PlanEstimate, width: int | None = None) -> str:
             f"{t.expected.image_output:,}",
             _usd_text(t.expected_usd, t),
             _usd_text(t.worst_usd, t),
+            _usd_text(t.batch_expected_usd, t),
         )
         for model, t in groups
     ]
     notes = [
         "tokens as expected; expected USD: what the provider most likely bills; worst USD: the "
-        "most it can bill (auto size and quality at their most expensive, a token per byte)."
+        "most it can bill (auto size and quality at their most expensive, a token per byte).",
+        "batch USD: expected through the Batch API (`run --batch`, answers within 24 h) at its "
+        f"price, half unless `pricing:` sets batch_discount; its worst case: "
+        f"{estimate.total.batch_worst_usd:,.4f}.",
     ]
     notes += [
         f"{model}: no price known, its USD is left out; add it to the manifest's `pricing:` "
