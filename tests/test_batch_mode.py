@@ -262,7 +262,7 @@ async def test_batch_status_and_cancel_then_a_run_collects_and_resubmits(
 
     manifest = simple_job(tmp_path, 3)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-123")
-    async with sim_factory(SimConfig(batch_seconds=30)) as sim:
+    async with sim_factory(SimConfig(batch_seconds=1.2)) as sim:
         assert (await run(load_plan(manifest), options(sim.base_url))).exit_code == 5
         capsys.readouterr()
         args = [str(manifest), "--base-url", sim.base_url, "--json"]
@@ -273,12 +273,17 @@ async def test_batch_status_and_cancel_then_a_run_collects_and_resubmits(
         assert await asyncio.to_thread(main, ["batch", "cancel", *args]) == 0
         cancelled = json.loads(capsys.readouterr().out)["open"][0]
         assert cancelled["status"] in ("cancelling", "cancelled")
-        # the cancelled batch is collected, its items go into a new batch
-        first = await run(load_plan(manifest), options(sim.base_url))
+        # the cancelled batch is collected, what it did not run goes into a new batch
+        last = await run(load_plan(manifest), options(sim.base_url, wait=True))
     lines = ledger_of(tmp_path)
-    assert [r["status"] for r in events(lines, "batch_collected")] == ["cancelled"]
+    assert [r["status"] for r in events(lines, "batch_collected")] == ["cancelled", "completed"]
     assert {r["cause"] for r in events(lines, "attempt_failed")} == {"batch_cancelled"}
-    assert first.exit_code == 5 and len(events(lines, "batch_submitted")) == 2
+    assert last.exit_code == 0 and len(events(lines, "batch_submitted")) == 2
+    assert sorted(r["item"] for r in events(lines, "succeeded")) == [
+        "sku-000",
+        "sku-001",
+        "sku-002",
+    ]
 
 
 async def test_estimate_shows_the_batch_price_and_report_the_batches_with_their_saving(
