@@ -289,16 +289,17 @@ async def test_batch_status_and_cancel_then_a_run_collects_and_resubmits(
 async def test_estimate_shows_the_batch_price_and_report_the_batches_with_their_saving(
     tmp_path, sim_factory, capsys
 ):
+    import asyncio
     import json
 
     from pipeline.cli.main import main
 
     manifest = simple_job(tmp_path, 2)
-    assert main(["estimate", str(manifest), "--json"]) == 0
+    assert await asyncio.to_thread(main, ["estimate", str(manifest), "--json"]) == 0
     estimate = json.loads(capsys.readouterr().out)
     assert estimate["batch_expected_usd"] == pytest.approx(estimate["expected_usd"] / 2, abs=1e-6)
     assert estimate["batch_worst_usd"] == pytest.approx(estimate["worst_usd"] / 2, abs=1e-6)
-    assert main(["estimate", str(manifest)]) == 0
+    assert await asyncio.to_thread(main, ["estimate", str(manifest)]) == 0
     assert "batch USD" in capsys.readouterr().out
     async with sim_factory(FAST) as sim:
         assert (await run(load_plan(manifest), options(sim.base_url, wait=True))).exit_code == 0

@@ -76,6 +76,7 @@ class LineResult:
     usage: dict | None = None
     error: AttemptError | None = None
     unanswered: bool = False  # expired or cancelled before it ran: resubmit, no attempt
+    billed: bool = False  # a 2xx the provider billed, though its images were unusable
 
     @property
     def permanent(self) -> bool:
@@ -133,7 +134,7 @@ def read_result(doc: dict, expected_n: int | None) -> LineResult:
     except RetryableError as exc:
         exc.http_status, exc.request_id = status, request_id
         usage = body.get("usage") if isinstance(body, dict) else None
-        return LineResult(cid, request_id=request_id, error=exc, usage=usage)
+        return LineResult(cid, request_id=request_id, error=exc, usage=usage, billed=True)
     return LineResult(cid, request_id, images, output_format, usage)
 
 

@@ -17,7 +17,8 @@ from pipeline.api.batchlines import LineResult, parse_line, read_result
 from pipeline.batch.context import BatchContext
 from pipeline.core.errors import AttemptError
 from pipeline.core.plan import Item
-from pipeline.cost.pricing import cost_of_usage, counts_from_usage
+from pipeline.cost.pricing import TokenCounts
+from pipeline.cost.usage import Charge, charge, recordable_usage
 from pipeline.engine.prepare import write_outputs
 from pipeline.ledger.batches import BatchState, OpenBatch
 
@@ -117,10 +118,11 @@ class Collector:
     ) -> None:
         ctx = self.ctx
         outputs = await write_outputs(ctx.plan, item, result.images or [])
-        cost, estimated = self._cost(batch, item, result.usage)
+        billed = self._charge(batch, item, result.usage, usable=True)
+        price = ctx.prices.get(item.model)
         interactive = None
-        if result.usage and item.model in ctx.prices:
-            interactive = round(cost_of_usage(result.usage, ctx.prices[item.model]), 8)
+        if billed.cost_usd is not None and price is not None and price.batch_discount > 0:
+            interactive = round(billed.cost_usd / price.batch_discount, 8)
         fields = {
             "item": item.id,
             "key": key,
@@ -129,42 +131,39 @@ class Collector:
             "params": dict(item.params),
             "latency_s": None,
             "request_id": result.request_id,
-            "usage": result.usage,
-            "cost_usd": None if cost is None else round(cost, 8),
+            "usage": recordable_usage(result.usage),
+            **billed.ledger_fields(),
             "interactive_usd": interactive,
             "outputs": outputs,
             "inputs": batch.inputs.get(item.id) or [],
             "batch": batch.id,
         }
-        if estimated:
-            fields["cost_estimated"] = True
         await ctx.writer.awrite("succeeded", **fields)
-        ctx.stats.cost_usd += cost or 0.0
-        if result.usage:
-            ctx.stats.add_tokens(counts_from_usage(result.usage))
+        ctx.stats.cost_usd += billed.cost_usd or 0.0
+        ctx.stats.add_tokens(billed.counts)
         ctx.changed()
 
-    def _cost(self, batch: OpenBatch, item: Item, usage: dict | None) -> tuple[float | None, bool]:
+    def _charge(self, batch: OpenBatch, item: Item, usage: object, *, usable: bool) -> Charge:
+        """The answer's cost at the batch price; without a readable usage, the worst case
+        reserved for the item at submission (flagged cost_estimated), so budgets still hold."""
+        worst = batch.worst.get(item.id)
+        if worst is None and batch.items:
+            worst = batch.worst_usd / len(batch.items)
+        bound = (worst, TokenCounts())
         price = self.ctx.batch_prices.get(item.model)
-        if price is None:
-            return None, False
-        if usage:
-            return cost_of_usage(usage, price), False
-        # No usage (some proxies): the item's share of the worst case reserved for it.
-        return batch.worst_usd / max(1, len(batch.items)), True
+        return charge(usage, price, usable=usable, expected=bound, worst=bound)
 
     async def _failed(
         self, batch: OpenBatch, item: Item, key: str, attempt: int, result: LineResult
     ) -> None:
         ctx = self.ctx
         exc: AttemptError = result.error  # type: ignore[assignment]
-        cost = None
-        if result.usage:  # a billed answer that was unusable
-            cost, _ = self._cost(batch, item, result.usage)
-        common = {"item": item.id, "key": key, "batch": batch.id}
-        if cost is not None:
-            common["cost_usd"] = round(cost, 8)
-            ctx.stats.cost_usd += cost
+        common: dict = {"item": item.id, "key": key, "batch": batch.id}
+        if result.billed:  # a 200 that was unusable: the provider billed it all the same
+            billed = self._charge(batch, item, result.usage, usable=False)
+            common.update(usage=recordable_usage(result.usage), **billed.ledger_fields())
+            ctx.stats.cost_usd += billed.cost_usd or 0.0
+            ctx.stats.add_tokens(billed.counts)
         ctx.stats.note_cause(cause_of(exc), exc.message)
         if result.permanent or attempt >= self.max_attempts:
             error = {"class": "permanent" if result.permanent else "exhausted", **exc.describe()}

@@ -51,7 +51,7 @@ class Allowance:
 @dataclass(frozen=True, slots=True)
 class Line:
     item: Item
-    entry: dict  # {item, key, custom_id, inputs}: as batch_submitted records it
+    entry: dict  # {item, key, custom_id, worst_usd, inputs}: as batch_submitted records it
     endpoint: str
     data: bytes
     worst_usd: float
@@ -144,7 +144,13 @@ class Submitter:
         endpoint = "edits" if image_ids else "generations"
         cid = batchlines.custom_id(item.id, prepared.key)
         body = batchlines.request_body(request.params, request.prompt, image_ids, mask_id)
-        entry = {"item": item.id, "key": prepared.key, "custom_id": cid, "inputs": prepared.inputs}
+        entry = {
+            "item": item.id,
+            "key": prepared.key,
+            "custom_id": cid,
+            "worst_usd": round(prepared.worst_usd, 8),
+            "inputs": prepared.inputs,
+        }
         return Line(
             item=item,
             entry=entry,

@@ -22,6 +22,7 @@ class OpenBatch:
     endpoint: str
     items: dict[str, tuple[str, str]]  # item id -> (key, custom_id)
     inputs: dict[str, list] = field(default_factory=dict)  # item id -> its `inputs` entries
+    worst: dict[str, float] = field(default_factory=dict)  # item id -> worst USD at batch price
     worst_usd: float = 0.0  # reserved against budget.total_usd until collected
     run: str | None = None
     ts: str = ""
@@ -63,6 +64,7 @@ class BatchState:
         entries = [e for e in record.get("items") or () if isinstance(e, dict) and "item" in e]
         items = {str(e["item"]): (str(e.get("key")), str(e.get("custom_id"))) for e in entries}
         inputs = {str(e["item"]): list(e.get("inputs") or ()) for e in entries}
+        worst = {str(e["item"]): float(e.get("worst_usd") or 0.0) for e in entries}
         self.inputs.pop(str(record.get("input_file")), None)
         self.open[batch_id] = OpenBatch(
             id=batch_id,
@@ -70,6 +72,7 @@ class BatchState:
             endpoint=str(record.get("endpoint") or "edits"),
             items=items,
             inputs=inputs,
+            worst=worst,
             worst_usd=float(record.get("worst_usd") or 0.0),
             run=record.get("run"),
             ts=str(record.get("ts") or ""),
