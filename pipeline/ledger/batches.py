@@ -99,9 +99,9 @@ class BatchState:
         """Worst-case USD of the open batches' items whose result is not recorded yet."""
         total = 0.0
         for batch in self.open.values():
-            if batch.items:
-                left = len(batch.items) - len(batch.recorded & batch.items.keys())
-                total += batch.worst_usd * left / len(batch.items)
+            share = batch.worst_usd / len(batch.items) if batch.items else 0.0
+            for item in batch.items.keys() - batch.recorded:
+                total += batch.worst.get(item, share)
         return total
 
     def merge(self, other: BatchState) -> None:
