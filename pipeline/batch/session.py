@@ -130,7 +130,7 @@ class BatchSession:
                 self.reasons.append("fatal")
                 self.warn(exc.message)
             except AttemptError as exc:  # the provider kept failing: everything is resumable
-                self.reasons.append("unavailable")
+                self.reasons.append("outage")
                 self.warn(f"the Batch API kept failing ({exc.message}); run again to resume")
         summary = self._summary(time.monotonic() - started, writer.path)
         await writer.awrite(
@@ -279,8 +279,6 @@ class BatchSession:
     def _summary(self, duration: float, ledger: Path) -> RunSummary:
         s = self.stats
         reason, code = verdict(self.reasons, s, self.control.signal_name)
-        if "unavailable" in self.reasons and code in (0, 1):
-            reason, code = "unavailable", 75
         if code == 5:
             self.messages.append(
                 f"{s.in_batch} item(s) in batches at the provider; run again later to collect"
