@@ -218,27 +218,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pipeline.manifest.load import load_plan
+    from pipeline.cli.validate import validate_command
 
-    try:
-        plan = load_plan(args.manifest)
-    except ManifestError as exc:
-        if args.json:
-            _print_json(
-                {
-                    "valid": False,
-                    "problems": [
-                        {"where": p.where, "message": p.message, "fix": p.fix} for p in exc.problems
-                    ],
-                }
-            )
-            return EXIT_USAGE
-        raise
-    if args.json:
-        _print_json({"valid": True, "items": len(plan.items), "ids": [i.id for i in plan.items]})
-    else:
-        print(f"{args.manifest}: valid, {len(plan.items)} item(s)", flush=True)
-    return 0
+    return validate_command(args)
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:

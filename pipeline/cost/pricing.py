@@ -115,3 +115,21 @@ def counts_from_usage(usage: Mapping) -> TokenCounts:
 def cost_of_usage(usage: Mapping, price: Price) -> float:
     """USD of one response's usage at a price."""
     return counts_from_usage(usage).usd(price)
+
+
+def closest_model(name: str, prices: Mapping[str, Price]) -> str | None:
+    """The priced model `name` is most likely a typo of (`gpt-image-l`: gpt-image-1), if any."""
+    import difflib
+
+    # Letters typed for the digits they look like come first: gpt-image-l is gpt-image-1.
+    def plain(text: str) -> str:
+        return text.lower().translate(_LOOKALIKES)
+
+    same = [model for model in prices if plain(model) == plain(name)]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, sorted(prices), n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+_LOOKALIKES = str.maketrans({"l": "1", "i": "1", "o": "0"})

@@ -12,6 +12,7 @@ from pipeline.core.errors import UsageError
 from pipeline.core.plan import Item, Plan
 from pipeline.cost.pricing import Price, price_table
 from pipeline.ledger.shards import Shard
+from pipeline.manifest.prices import model_fix
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +66,15 @@ class RunSettings:
         unpriced = sorted({item.model for item in items if item.model not in self.prices})
         if not unpriced:
             return
+        fixes = "; ".join(f"{model}: {model_fix(model, self.prices)}" for model in unpriced)
         if self.has_budget:
             raise UsageError(
                 "a budget is set but these models have no known price: "
                 + ", ".join(unpriced)
-                + "; add them under `pricing:` in the manifest (USD per 1M tokens), "
-                "or remove the budget"
+                + f" (defaults.model or an item's model:); {fixes}"
             )
         warn(
             "no price known for "
             + ", ".join(unpriced)
-            + ": their cost is recorded as null; add them under `pricing:` to track spend"
+            + f": their cost is recorded as null; {fixes}"
         )

@@ -20,8 +20,11 @@ from pydantic import ValidationError
 
 from pipeline.core import plan
 from pipeline.core.errors import ManifestError, Problem
+from pipeline.cost.pricing import price_table
 from pipeline.manifest.expand import absolute, check_names, expand_items, request_params
+from pipeline.manifest.prices import unpriced_problems
 from pipeline.manifest.problems import schema_problems
+from pipeline.manifest.salvage import Salvage, told_already
 from pipeline.manifest.schema import Manifest
 from pipeline.manifest.validate import check_files as check_input_files
 from pipeline.manifest.yamlfile import locate, parse_yaml, read_limited
@@ -51,7 +54,7 @@ def _load(path: str | Path, check_files: bool) -> plan.Plan:
     base = manifest_path.parent
     raw = read_limited(manifest_path, shown)
     data, problems = parse_yaml(raw, shown)
-    spec, specs, schema_problems = _validate(data, raw, shown)
+    spec, specs, schema_problems, dropped = _validate(data, raw, shown)
     problems += schema_problems
     if spec is None:
         raise ManifestError(problems)
@@ -59,11 +62,14 @@ def _load(path: str | Path, check_files: bool) -> plan.Plan:
     items, item_problems = expand_items(
         specs, base=base, defaults=defaults, default_prompt=spec.defaults.prompt
     )
-    problems += item_problems
+    problems += told_already(item_problems, dropped)
     if not spec.items and not schema_problems:
         line, column = locate(raw, {("items",)})[("items",)][1]
         problems.append(Problem(f"{shown}:{line}:{column}", "items: is empty", "add an item"))
     problems += check_names(items, spec.output.name)
+    if spec.budget.run_usd is not None or spec.budget.total_usd is not None:
+        prices = price_table({m: p.model_dump() for m, p in spec.pricing.items()})
+        problems += unpriced_problems(items, prices, data, raw, shown)
     endpoint = _endpoint(spec, problems)
     if check_files:
         problems += check_input_files(items, base)
@@ -107,33 +113,30 @@ def write_schema(path: Path = SCHEMA_FILE) -> None:
 
 
 def _validate(data: object, raw: bytes, shown: str):
-    """(manifest, [(index, item spec)], problems). On schema errors the manifest holds the items
-    it can still check (their ids, their files): those without errors, and those whose only
-    fault is an unknown key, checked without it, so one typo hides no other problem. It is None
-    when something outside the items is wrong."""
+    """(manifest, [(index, item spec)], problems, {index: keys set aside}). On schema errors
+    the manifest is validated again without what was wrong (an unknown or misplaced key, a
+    bad value, which then takes its default; an item that cannot be read at all), so one
+    mistake hides no other: the items' ids and files are still checked. It is None only when
+    the document is not a mapping at all."""
     try:
         spec = Manifest.model_validate(data)
-        return spec, list(enumerate(spec.items)), []
+        return spec, list(enumerate(spec.items)), [], {}
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
     problems = schema_problems(errors, data, raw, shown)
-    if any(len(e["loc"]) < 2 or e["loc"][0] != "items" for e in errors):
-        return None, [], problems  # an error outside the items: nothing to expand
-    unknown: dict[int, set] = {}
-    broken = set()
-    for error in errors:
-        index = error["loc"][1]
-        if error["type"] == "extra_forbidden":
-            unknown.setdefault(index, set()).add(error["loc"][-1])
-        else:
-            broken.add(index)
-    kept = [
-        (i, {k: v for k, v in item.items() if k not in unknown[i]} if i in unknown else item)
-        for i, item in enumerate(data["items"])  # type: ignore[index]
-        if i not in broken
-    ]
-    spec = Manifest.model_validate({**data, "items": [item for _, item in kept]})
-    return spec, [(i, s) for (i, _), s in zip(kept, spec.items, strict=True)], problems
+    if not isinstance(data, dict):
+        return None, [], problems, {}
+    salvage = Salvage(data)
+    for _ in range(3):  # each pass sets aside what the last one still found wrong
+        salvage.set_aside(errors)
+        try:
+            spec = Manifest.model_validate(salvage.data())
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            continue
+        kept = salvage.kept()
+        return spec, list(zip(kept, spec.items, strict=True)), problems, salvage.dropped
+    return None, [], problems, {}
 
 
 def _endpoint(spec: Manifest, problems: list[Problem]) -> plan.Endpoint:

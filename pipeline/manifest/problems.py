@@ -47,7 +47,7 @@ _REQUIRED = {
 def schema_problems(errors: list[dict], data: object, raw: bytes, shown: str) -> list[Problem]:
     """One Problem per pydantic error, in the file's order; `data` is what the YAML held and
     `raw` its bytes, `shown` the manifest's path as the user gave it."""
-    locs = [_without_tags(e["loc"]) for e in errors]
+    locs = [without_tags(e["loc"]) for e in errors]
     marks = locate(raw, set(locs))
     located = []
     for error, loc in zip(errors, locs, strict=True):
@@ -69,7 +69,7 @@ def _at_key(error: dict) -> bool:
     return error["type"] == "extra_forbidden" or error["loc"][-1] == "[key]"
 
 
-def _without_tags(loc: tuple) -> tuple:
+def without_tags(loc: tuple) -> tuple:
     """The path in the YAML: without the union's tag after an item's index, or "[key]"."""
     if len(loc) > 2 and loc[0] == "items" and loc[2] in ("image", "glob", "from"):
         loc = loc[:2] + loc[3:]
@@ -83,7 +83,13 @@ def _explain(error: dict, loc: tuple, data: object) -> tuple[str, str]:
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1], data)
         close = difflib.get_close_matches(str(field), allowed, n=1)
-        fix = f"did you mean {close[0]}?" if close else "the keys here are " + ", ".join(allowed)
+        home = _section_of(str(field), loc[:-1])
+        if home:
+            fix = f"it belongs under {home}: (indented below it)"
+        elif close:
+            fix = f"did you mean {close[0]}?"
+        else:
+            fix = "the keys here are " + ", ".join(allowed)
         return "is not a known key", fix
     if kind == "missing":
         return "is required", _REQUIRED.get(str(field), f"add {field}:")
@@ -100,9 +106,24 @@ def _explain(error: dict, loc: tuple, data: object) -> tuple[str, str]:
         return f"must be {words} {ctx[limit_key]}, not {_describe(value)}", ""
     if kind == "too_long":
         return f"has {ctx.get('actual_length')}; at most {ctx.get('max_length')} are allowed", ""
-    if kind == "too_short":
-        return "must not be empty", ""
+    if kind == "string_too_short" and field == "prompt":
+        if loc[0] == "defaults":
+            return "is empty", "write the prompt, or leave it out and give each item a prompt:"
+        return "is empty", "write the prompt, or leave prompt: out to use defaults.prompt"
+    if kind in ("too_short", "string_too_short"):
+        return "must not be empty", "give a value, or leave the key out"
     return error["msg"], str(ctx.get("fix", ""))
+
+
+def _section_of(key: str, parent: tuple) -> str | None:
+    """The section a misplaced key belongs to (`concurrency` at the top: limits), if any."""
+    here = parent[0] if parent and isinstance(parent[0], str) and len(parent) == 1 else None
+    for name, model in SECTIONS.items():
+        if name == "pricing" or name == here:
+            continue
+        if key in {field.alias or f for f, field in model.model_fields.items()}:
+            return name
+    return None
 
 
 def _allowed_keys(parent: tuple, data: object) -> list[str]:

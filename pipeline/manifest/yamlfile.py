@@ -164,7 +164,8 @@ def parse_yaml(raw: bytes, shown: str) -> tuple[object, list[Problem]]:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(p for p in (exc.context, exc.problem) if p)
         where = _mark(shown, mark) if mark else shown
-        problems.append(Problem(where, f"is not valid YAML: {message}", _hint(message)))
+        hint = yaml_hint(message, raw.decode("utf-8", "replace").splitlines(), mark)
+        problems.append(Problem(where, f"is not valid YAML: {message}", hint))
         raise ManifestError(problems) from None
     except yaml.YAMLError as exc:
         fix = "remove control characters from the text"
@@ -255,12 +256,33 @@ def _mergeable(value: object) -> bool:
     return isinstance(value, dict)
 
 
-def _hint(message: str) -> str:
-    if "\\t" in message or "tab" in message:
+def yaml_hint(message: str, lines: list[str], mark) -> str:
+    """How to fix a YAML syntax error, judged from the line it was found on: a value holding
+    ": " after its key wants quotes; a key indented unlike the key above it wants lining up."""
+    tabbed = mark is not None and 0 <= mark.line < len(lines) and "\t" in lines[mark.line]
+    if "\\t" in message or "tab" in message or tabbed:
         return "indent with spaces, not tabs"
-    if "mapping values are not allowed" in message:
-        return 'quote the value if it contains ": " (prompt: "Style: minimal")'
+    if mark is None or not 0 <= mark.line < len(lines):
+        return "check the indentation and quoting at that place"
+    line = lines[mark.line]
+    if "mapping values are not allowed" in message and ": " in line[: mark.column]:
+        return 'quote the value: it contains ": " (prompt: "Style: minimal")'
+    indent = _indent(line)
+    above = next(
+        (t for t in reversed(lines[: mark.line]) if t.strip() and not t.lstrip().startswith("#")),
+        None,
+    )
+    if above is not None and _indent(above) != indent and line.strip():
+        return (
+            f"line {mark.line + 1} is indented {indent} space(s), the line above it "
+            f"{_indent(above)}: keys of one mapping line up, a nested mapping is indented "
+            "under its key"
+        )
     return "check the indentation and quoting at that place"
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
 
 
 def _line_col(mark) -> tuple[int, int]:

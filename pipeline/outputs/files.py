@@ -224,3 +224,24 @@ def _alive(pid: int) -> bool:
 def write_text_atomic(path: Path, text: str) -> None:
     """A small text file (summary, metrics, report page), whole or not at all."""
     write_atomic(Path(path), text.encode("utf-8"))
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why outputs could not be written under `folder` ("" -> None: they can), checked before
+    anything is sent: by a probe file in the folder, or, while it does not exist yet, in the
+    nearest folder above it that does (where it would be created). The probe is removed."""
+    probe_in = folder
+    while not probe_in.exists():
+        if probe_in.parent == probe_in:
+            return "no folder on its path exists"
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        return f"{probe_in} is a file, not a folder"
+    probe = probe_in / f".editbatch-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        return f"{probe_in} is not writable: {exc.strerror or exc}"
+    os.close(fd)
+    probe.unlink(missing_ok=True)
+    return None

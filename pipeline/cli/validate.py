@@ -1,0 +1,73 @@
+"""`editbatch validate`: every check `run` makes before it sends anything, at once: the
+manifest and its input files, the prices a budget needs, the output folder; and whether the
+key variable is set (a warning: validate runs in CI and on laptops without the key)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from pipeline.core.errors import ManifestError, Problem
+from pipeline.manifest.load import load_plan
+from pipeline.outputs.files import unwritable_reason
+
+EXIT_USAGE = 2
+
+
+def _print_json(data: dict) -> None:
+    print(json.dumps(data, indent=2), flush=True)
+
+
+def _error(text: str) -> None:
+    print(f"editbatch: {text}", file=sys.stderr, flush=True)
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    # Every check `run` makes before sending: the manifest and its files, the prices a budget
+    # needs (in load_plan), the output folder; the key variable is a warning (validate runs in
+    # CI and on laptops without the key; `run` refuses to start without it).
+    try:
+        plan = load_plan(args.manifest)
+        reason = unwritable_reason(plan.output.dir)
+        if reason:
+            fix = "fix the path or its permissions, or choose another output.dir"
+            where, message = "output.dir", f"cannot write outputs to {plan.output.dir}: {reason}"
+            raise ManifestError([Problem(where, message, fix)])
+    except ManifestError as exc:
+        if args.json:
+            _print_json(
+                {
+                    "valid": False,
+                    "problems": [
+                        {"where": p.where, "message": p.message, "fix": p.fix} for p in exc.problems
+                    ],
+                }
+            )
+            return EXIT_USAGE
+        raise
+    key_env = plan.endpoint.api_key_env
+    key_set = bool(os.environ.get(key_env))
+    warnings = []
+    if not key_set:
+        warnings.append(
+            f"{key_env} is not set: `editbatch run` would refuse to start; export the key in "
+            "it (endpoint.api_key_env names the variable), or try the job with --simulate"
+        )
+    if args.json:
+        _print_json(
+            {
+                "valid": True,
+                "items": len(plan.items),
+                "ids": [i.id for i in plan.items],
+                "key_env": key_env,
+                "key_set": key_set,
+                "warnings": warnings,
+            }
+        )
+    else:
+        for warning in warnings:
+            _error(f"warning: {warning}")
+        print(f"{args.manifest}: valid, {len(plan.items)} item(s)", flush=True)
+    return 0
