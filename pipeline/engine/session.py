@@ -20,6 +20,7 @@ from pipeline.engine.budget import BudgetGuard
 from pipeline.engine.pool import Pool
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import Observer, RunStats, RunSummary, verdict
+from pipeline.ledger.joblock import JobLock
 from pipeline.ledger.resume import classify
 from pipeline.ledger.status import read_job_state
 from pipeline.ledger.writer import LedgerWriter
@@ -71,18 +72,35 @@ class RunSession:
             extra["shard"] = str(shard)
             ledger_path = shard.ledger_path(self.plan.ledger)
         try:
-            writer = await asyncio.to_thread(
-                LedgerWriter.open, ledger_path, run_id=self.run_id, extra_fields=extra
-            )
+            # The job's lock, not only this ledger's: a plain run and a shard run of one job
+            # must never pay for the same items at once (see ledger/joblock.py for the rule).
+            lock = await asyncio.to_thread(JobLock.acquire, self.plan.ledger, shard)
         except OSError as exc:
             raise UsageError(
-                f"cannot open the ledger {ledger_path}: {exc.strerror or exc}; fix `ledger:` "
-                "(or output.dir) in the manifest, or the path on disk"
+                f"cannot lock the job beside its ledger {self.plan.ledger}: "
+                f"{exc.strerror or exc}; fix `ledger:` (or output.dir) in the manifest, or the "
+                "path on disk"
             ) from None
         try:
-            return await self._locked(items, writer, ledger_path)
+            try:
+                writer = await asyncio.to_thread(
+                    LedgerWriter.open,
+                    ledger_path,
+                    run_id=self.run_id,
+                    extra_fields=extra,
+                    locked=True,
+                )
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot open the ledger {ledger_path}: {exc.strerror or exc}; fix "
+                    "`ledger:` (or output.dir) in the manifest, or the path on disk"
+                ) from None
+            try:
+                return await self._locked(items, writer, ledger_path)
+            finally:
+                writer.close()
         finally:
-            writer.close()
+            lock.release()
 
     async def _locked(self, items: list[Item], writer: LedgerWriter, ledger: Path) -> RunSummary:
         started = time.monotonic()

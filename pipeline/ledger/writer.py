@@ -68,7 +68,7 @@ class LedgerWriter:
     """
 
     def __init__(
-        self, path: Path, run_id: str, extra: dict, fd: int, lock_fd: int, scan: LedgerScan
+        self, path: Path, run_id: str, extra: dict, fd: int, lock_fd: int | None, scan: LedgerScan
     ):
         self.path = path
         self.run_id = run_id
@@ -78,12 +78,20 @@ class LedgerWriter:
         self._lock_fd = lock_fd
 
     @classmethod
-    def open(cls, path: Path, *, run_id: str, extra_fields: dict | None = None) -> LedgerWriter:
+    def open(
+        cls,
+        path: Path,
+        *,
+        run_id: str,
+        extra_fields: dict | None = None,
+        locked: bool = False,
+    ) -> LedgerWriter:
         """Lock the ledger (LedgerLocked if another process holds it), repair a torn last line,
-        read it into `self.scan`, and open it for appending. Blocking: call it in a thread."""
+        read it into `self.scan`, and open it for appending. Blocking: call it in a thread.
+        `locked`: the caller holds the job's lock (`ledger.joblock`), which covers this file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = _lock(path)
+        lock_fd = None if locked else _lock(path)
         try:
             # Repair only under the lock: an unlocked "torn" line may be one still being written.
             scan = read_ledger(path, repair=True)
@@ -92,7 +100,8 @@ class LedgerWriter:
             if created:
                 fsync_dir(path.parent)
         except BaseException:
-            os.close(lock_fd)
+            if lock_fd is not None:
+                os.close(lock_fd)
             raise
         return cls(path, run_id, dict(extra_fields or {}), fd, lock_fd, scan)
 
@@ -142,8 +151,9 @@ class LedgerWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
-            os.ftruncate(self._lock_fd, 0)
-            os.close(self._lock_fd)
+            if self._lock_fd is not None:
+                os.ftruncate(self._lock_fd, 0)
+                os.close(self._lock_fd)
 
     def __enter__(self) -> LedgerWriter:
         return self
