@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.batchjob import batch_job
 from bench.bigjob import big_job
 from bench.cpu import cpu_per_item
 from bench.figures import Result, Row, machine, markdown, text_table
@@ -30,6 +31,7 @@ SIZES = {
         "cpu": {"n": 300, "repeats": 3},
         "big": {"count": 100_000},
         "memory": {"n": 384, "concurrency": 256},
+        "batch": {"n": 2000},
     },
     "quick": {
         "rate": {"n": 40},
@@ -37,6 +39,7 @@ SIZES = {
         "cpu": {"n": 80, "repeats": 1},
         "big": {"count": 10_000},
         "memory": {"n": 24, "concurrency": 16, "latency": 2.0, "distinct": 4, "repeats": 1},
+        "batch": {"n": 200, "distinct": 50, "batch_seconds": 2.0},
     },
 }
 
@@ -56,6 +59,7 @@ def scenarios(sizes: dict) -> dict[str, Callable[[dict], Result]]:
         "4": lambda shared: cpu_per_item(**sizes["cpu"]),
         "5": lambda shared: big_job(**sizes["big"]),
         "6": lambda shared: peak_memory(**sizes["memory"]),
+        "7": lambda shared: batch_job(**sizes["batch"]),
     }
 
 
@@ -79,13 +83,13 @@ def run_all(chosen: list[str], sizes: dict, log=print) -> list[Result]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="scenarios to run, e.g. 1,3")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="scenarios to run, e.g. 1,3")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "default"
     chosen = [part.strip() for part in args.only.split(",") if part.strip()]
     unknown = [number for number in chosen if number not in scenarios(SIZES[mode])]
     if unknown:
-        parser.error(f"--only: no scenario {', '.join(unknown)}; they are numbered 1 to 6")
+        parser.error(f"--only: no scenario {', '.join(unknown)}; they are numbered 1 to 7")
     started = time.perf_counter()
     results = run_all(chosen, SIZES[mode], log=lambda text: print(text, file=sys.stderr))
     took = time.perf_counter() - started

@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import measure
+from bench.batchjob import batch_job
 from bench.bigjob import big_job
 from bench.cpu import cpu_per_item
 from bench.figures import Result, all_done, at_least, at_most, markdown, text_table
@@ -84,6 +85,12 @@ def test_peak_memory_scenario_runs_both_clients_on_large_bodies():
     assert measures(result)["items done"] == "2 of 2"
     assert result.raw["body_mb"] > 0.5  # the ~1 MB input came back as a ~1 MB output
     assert result.rows[0].target.startswith("<= ")
+
+
+def test_batch_scenario_submits_then_collects_and_matches_the_bill():
+    result = batch_job(n=6, distinct=3, batch_seconds=0.4)
+    assert result.raw["submit"]["exit_code"] == 5 and result.raw["collect"]["exit_code"] == 0
+    assert [row.verdict for row in result.rows][1:] == ["met", "met", "met"]
 
 
 @pytest.mark.parametrize(
