@@ -335,3 +335,59 @@ async def test_mode_batch_in_the_manifest_and_a_pricing_batch_discount(tmp_path,
     assert summary.exit_code == 0
     for rec in events(ledger_of(tmp_path), "succeeded"):
         assert rec["cost_usd"] == pytest.approx(rec["interactive_usd"] * 0.4)
+
+
+async def test_an_interactive_run_sends_nothing_that_is_in_an_open_batch(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 3)
+    async with sim_factory(SimConfig(batch_seconds=30)) as sim:
+        assert (await run(load_plan(manifest), options(sim.base_url))).exit_code == 5
+        sim_before = (await sim.stats())["requests"]
+        interactive = await run(
+            load_plan(manifest), RunOptions(base_url=sim.base_url, api_key="sk-t")
+        )
+        stats = await sim.stats()
+    assert interactive.exit_code == 5 and interactive.stats.in_batch == 3
+    assert stats["requests"] == sim_before  # no image request went out
+    assert any("batches still open" in m for m in interactive.messages)
+
+
+async def test_a_signal_while_waiting_stops_the_polls_and_a_later_run_collects(
+    tmp_path, sim_factory
+):
+    import asyncio
+
+    from pipeline.engine.runner import RunControl
+
+    class Submitted:
+        """An observer that tells when the batch is at the provider."""
+
+        def __init__(self) -> None:
+            self.event = asyncio.Event()
+
+        def started(self, stats) -> None:
+            pass
+
+        def update(self, stats) -> None:
+            if stats.in_batch:
+                self.event.set()
+
+        def warning(self, text: str) -> None:
+            pass
+
+        def finished(self, summary) -> None:
+            pass
+
+    manifest = simple_job(tmp_path, 2)
+    control, seen = RunControl(), Submitted()
+    async with sim_factory(SimConfig(batch_seconds=30)) as sim:
+        waiting = asyncio.ensure_future(
+            run(
+                load_plan(manifest),
+                options(sim.base_url, wait=True, control=control, observer=seen),
+            )
+        )
+        await asyncio.wait_for(seen.event.wait(), 5)
+        control.request_stop("SIGTERM")
+        summary = await asyncio.wait_for(waiting, 5)
+    assert (summary.exit_code, summary.stats.in_batch) == (143, 2)
+    assert events(ledger_of(tmp_path), "run_finished")[-1]["exit_code"] == 143
