@@ -11,6 +11,7 @@ from helpers import Sim
 from pipeline.simulator import SimConfig, running
 
 os.environ.pop("OPENAI_BASE_URL", None)  # tests never talk to anything but loopback
+os.environ.pop("AZURE_OPENAI_ENDPOINT", None)
 
 
 @pytest.fixture

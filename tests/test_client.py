@@ -15,7 +15,8 @@ from aiohttp import web
 from PIL import Image
 
 from pipeline.api.answers import cause_of
-from pipeline.api.client import EditRequest, EditsClient, build_form, form_value
+from pipeline.api.bodies import build_form, form_value
+from pipeline.api.client import EditRequest, EditsClient
 from pipeline.core.errors import FatalError, PermanentError, RateLimited, RetryableError
 from pipeline.media.images import sniff_format
 
@@ -507,7 +508,7 @@ def test_sniff_image_knows_the_three_formats_by_their_bytes(data, kind):
 @pytest.mark.parametrize(
     ("kwargs", "problem"),
     [
-        ({"images": []}, "at least one image"),
+        ({"images": [], "mask": ("m.png", PNG)}, "a mask needs an image"),
         ({"images": [("a.png", PNG, "image/png")], "params": {"prompt": "x"}}, "prompt"),
     ],
 )

@@ -248,3 +248,43 @@ async def test_estimate_agrees_with_what_the_simulator_bills(tmp_path, sim_facto
     assert estimate.total.expected_usd == pytest.approx(stats["usd"], rel=0.10)
     assert estimate.total.worst_usd >= stats["usd"]
     assert estimate.to_json()["pending"] == len(plan.items)
+
+
+def test_a_generation_has_text_input_only_and_auto_expected_square():
+    gen = Item(
+        id="g", images=(), prompt="a lamp", params=MappingProxyType({"model": "gpt-image-1.5"})
+    )
+    est = estimate_item(gen, [], PRICES)
+    assert est.endpoint == "generations"
+    assert est.expected.image_input == est.worst.image_input == 0
+    assert est.expected.image_output == 1056  # auto size and quality: 1024x1024 medium
+    assert est.worst.image_output == 6240  # the largest size at high
+    assert est.expected_usd > 0
+
+
+def test_a_free_size_scales_the_nearest_sizes_tokens_by_area_and_is_flagged():
+    est = estimate_item(
+        item(model="gpt-image-2", size="1536x864", quality="medium"), [(1024, 1024)], PRICES
+    )
+    assert est.expected.image_output == math.ceil(1568 * 864 / 1024) == 1323
+    assert est.worst.image_output >= est.expected.image_output
+    assert est.approximate and est.to_json()["approximate"] is True
+    fixed = estimate_item(item(model="gpt-image-2", size="1536x1024"), [(1024, 1024)], PRICES)
+    assert not fixed.approximate and "approximate" not in fixed.to_json()
+
+
+def test_a_dated_snapshot_is_priced_as_its_base_model_and_says_so():
+    snap = estimate_item(item(model="gpt-image-2-2026-04-21", size="1024x1024"), [(64, 64)], PRICES)
+    base = estimate_item(item(model="gpt-image-2", size="1024x1024"), [(64, 64)], PRICES)
+    assert snap.expected_usd == base.expected_usd and snap.priced_as == "gpt-image-2"
+    own = price_table(
+        {"gpt-image-2-2026-04-21": {"text_input": 1, "image_input": 1, "image_output": 1}}
+    )
+    mine = estimate_item(item(model="gpt-image-2-2026-04-21", size="1024x1024"), [(64, 64)], own)
+    assert mine.priced_as is None and mine.expected_usd < base.expected_usd
+
+
+def test_todays_models_are_in_the_price_table():
+    for model in ("gpt-image-1.5", "gpt-image-2", "gpt-image-1-mini", "chatgpt-image-latest"):
+        assert model in PRICES
+    assert PRICES["gpt-image-2"].image_output == 30

@@ -120,7 +120,7 @@ def test_item_params_lay_defaults_under_the_items_own(tmp_path):
           model: gpt-image-1
           size: 1024x1024
           quality: low
-          extra: {moderation: low}
+          extra: {partner_tag: low}
         items:
           - image: a.png
             prompt: p
@@ -136,7 +136,7 @@ def test_item_params_lay_defaults_under_the_items_own(tmp_path):
     assert dict(first.params) == {
         "model": "gpt-image-1",
         "quality": "high",
-        "moderation": "low",
+        "partner_tag": "low",
         "n": 2,
         "style": "vivid",
     }
@@ -144,7 +144,7 @@ def test_item_params_lay_defaults_under_the_items_own(tmp_path):
         "model": "gpt-image-1",
         "size": "1024x1024",
         "quality": "low",
-        "moderation": "low",
+        "partner_tag": "low",
     }
     with pytest.raises(TypeError):
         first.params["model"] = "other"  # type: ignore[index]

@@ -133,10 +133,17 @@ def test_an_item_without_a_model_is_a_problem(job):
     assert only(path).startswith("items[0] (a): has no model; set model: under defaults:")
 
 
-def test_an_item_without_image_or_glob_is_located(job):
+def test_an_item_without_image_is_a_generation_that_needs_an_id(job):
     assert only(job("  - prompt: p\n")) == (
-        "job.yaml:4:5: items[0].image: is required; give image: (a path, or a list of paths), "
-        "or glob: (a pattern)"
+        "items[0]: has no image and no id: a generation's id cannot come from a file name; "
+        "set id: on the item (or add image: to make it an edit)"
+    )
+
+
+def test_a_mask_without_an_image_is_a_problem(job):
+    assert only(job("  - id: hero\n    prompt: p\n    mask: a.png\n")) == (
+        "items[0] (hero).mask: a mask needs an image: an item without image is a generation; "
+        "add image: (the mask marks where to edit it), or remove mask"
     )
 
 

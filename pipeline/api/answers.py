@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline.api.vocabulary import bad_key, moderated, quota_spent
 from pipeline.core.errors import (
     AttemptError,
     FatalError,
@@ -23,20 +24,6 @@ from pipeline.core.errors import (
 # A server hint longer than this is taken as garbage (milliseconds sent as seconds, an epoch
 # timestamp) and ignored, so the ordinary backoff applies instead of a days-long sleep.
 MAX_RETRY_AFTER_S = 86_400.0
-
-# Error types or codes of a 429 that mean "no money left", not "too fast": waiting cannot fix them.
-_SPENT_CODES = frozenset(
-    {
-        "insufficient_quota",
-        "billing_hard_limit_reached",
-        "billing_not_active",
-        "quota_exceeded",
-        "credit_exhausted",
-        "insufficient_credits",
-        "access_terminated",
-    }
-)
-_SPENT_WORDS = ("quota", "credit", "billing")
 
 
 def one_line(text: str, limit: int = 400) -> str:
@@ -65,24 +52,17 @@ def read_error(status: int, body: bytes, content_type: str) -> tuple[dict | None
     return None, f"HTTP {status}: {one_line(text, 200) if text else 'empty body'}"
 
 
-def quota_spent(error: Mapping[str, Any] | None) -> bool:
-    """Whether an error body's type or code says the account's quota or credit is spent."""
-    if not error:
-        return False
-    for key in ("type", "code"):
-        value = error.get(key)
-        if not isinstance(value, str):
-            continue
-        lowered = value.lower()
-        if lowered in _SPENT_CODES or any(word in lowered for word in _SPENT_WORDS):
-            return True
-    return False
-
-
 def classify(status: int, error: Mapping[str, Any] | None) -> type[AttemptError]:
-    """The exception class for a non-2xx response (CONTRACT section 3)."""
+    """The exception class for a non-2xx response (CONTRACT sections 3 and 6). The status
+    decides, except where the error's words say more (read from the message too when a
+    gateway rewrote the code: vocabulary.py): a spent quota aborts, a bad key aborts whatever
+    the status, and a moderation refusal fails the item."""
     if status == 429:
         return FatalError if quota_spent(error) else RateLimited
+    if status >= 400 and bad_key(error):
+        return FatalError
+    if status >= 400 and moderated(error):
+        return PermanentError
     if status in (408, 409) or status >= 500:
         return RetryableError
     if status in (401, 403, 404):
@@ -125,12 +105,18 @@ def fix_hint(
     """What the user should change, for errors that no retry fixes ("" for retryable ones)."""
     error = error or {}
     if cls is FatalError:
-        if status == 401:
+        if status == 401 or bad_key(error):
             return f"check the API key in ${key_env} (the variable endpoint.api_key_env names)"
         if status == 403:
             return (
                 f"the key has no access to model {model!r} or to this endpoint (organization "
                 "verification, region, project permissions); fix access or choose another model"
+            )
+        if status == 404 and error.get("code") == "DeploymentNotFound":
+            return (
+                "no such deployment on this Azure resource: check endpoint.deployment (classic "
+                f"route) or the model name {model!r} (v1 route: it names the deployment), and "
+                f"endpoint.base_url ({base_url})"
             )
         if status == 404:
             return (
@@ -144,8 +130,11 @@ def fix_hint(
             )
         return f"the server answered {status}; set endpoint.base_url to the API's own address"
     if cls is PermanentError:
-        if error.get("code") == "moderation_blocked":
-            return "the safety system rejected this item; change its prompt or images"
+        if moderated(error):
+            return (
+                "the provider's safety system (moderation, content filter) rejected this "
+                "item; change its prompt or images"
+            )
         if status == 413:
             return "the request is too large; send smaller or fewer images"
         if error.get("param"):

@@ -1,6 +1,7 @@
-"""One HTTP attempt at `POST {base_url}/images/edits`: build the multipart body, send it, and
-turn the answer into decoded, verified images or an AttemptError of the right class.
-The runner owns the loop around it: pacing, retries, the ledger.
+"""One HTTP attempt at an image endpoint (edits or generations, on the route of the run's
+provider: providers.py), with the body bodies.py builds; the answer becomes decoded, verified
+images or an AttemptError of the right class. The runner owns the loop around it: pacing,
+retries, the ledger.
 """
 
 from __future__ import annotations
@@ -11,47 +12,21 @@ import binascii
 import io
 import json
 import time
-import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
 from PIL import Image
 
 from pipeline.api.answers import classify, fix_hint, one_line, parse_retry_after, read_error
+from pipeline.api.bodies import ImageRequest, build_body
+from pipeline.api.providers import Route
+from pipeline.api.vocabulary import standard_headers
 from pipeline.core.errors import AttemptError, RetryableError
-from pipeline.core.plan import ParamValue
 from pipeline.media.images import sniff_format
 
-ImagePart = tuple[str, bytes, str]  # filename, bytes, content type
-_RESERVED = frozenset({"prompt", "image", "image[]", "mask"})
+EditRequest = ImageRequest  # its name from before generations: an edit or a generation
 _KEPT_HEADERS = ("retry-after", "retry-after-ms")
-
-
-@dataclass(frozen=True, slots=True)
-class EditRequest:
-    prompt: str
-    params: Mapping[str, ParamValue]  # form fields: model, size, quality, n, ...
-    images: Sequence[ImagePart]
-    mask: tuple[str, bytes] | None = None
-
-    def __post_init__(self) -> None:
-        if not self.images:
-            raise ValueError("an edit request needs at least one image")
-        clash = _RESERVED & set(self.params)
-        if clash:
-            raise ValueError(f"params may not hold {sorted(clash)}: they are set by the request")
-
-    @property
-    def model(self) -> str:
-        return str(self.params.get("model", ""))
-
-    @property
-    def n(self) -> int | None:
-        try:
-            return int(self.params.get("n", 1))
-        except (TypeError, ValueError):
-            return None  # the API decides what a strange n means; no count check then
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,31 +39,6 @@ class EditResponse:
     body_size: int
     latency_s: float
     headers: Mapping[str, str] = field(default_factory=dict)  # x-ratelimit-*, retry-after*
-
-
-def form_value(value: ParamValue) -> str:
-    """A parameter as the API reads a form field: booleans lower-case, whole floats as ints."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def build_form(req: EditRequest) -> aiohttp.FormData:
-    form = aiohttp.FormData(default_to_multipart=True)
-    if "model" in req.params:  # first, as the official SDK sends it
-        form.add_field("model", form_value(req.params["model"]))
-    form.add_field("prompt", req.prompt)
-    for name, value in req.params.items():
-        if name != "model" and value is not None:
-            form.add_field(name, form_value(value))
-    image_field = "image" if len(req.images) == 1 else "image[]"
-    for filename, data, content_type in req.images:
-        form.add_field(image_field, data, filename=filename, content_type=content_type)
-    if req.mask is not None:
-        form.add_field("mask", req.mask[1], filename=req.mask[0], content_type="image/png")
-    return form
 
 
 def _unusable(what: str) -> RetryableError:
@@ -198,13 +148,14 @@ def _transport_error(exc: BaseException, doing: str, timeout_s: float) -> Retrya
 
 
 class EditsClient:
-    """Sends one edit request per call; holds no state between calls but its configuration
-    (and a semaphore that bounds how many answers are decoded at once)."""
+    """Sends one request (an edit or a generation) per call; holds no state between calls but
+    its configuration (and a semaphore that bounds how many answers are decoded at once).
+    `route` is a provider's Route, or a base URL for OpenAI's route with a bearer key."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        base_url: str,
+        route: Route | str,
         api_key: str | None,
         *,
         timeout_s: float,
@@ -214,41 +165,46 @@ class EditsClient:
     ):
         self._session = session
         self._decoding = asyncio.Semaphore(decoding)  # 200 bodies read and parsed at once
-        self._base_url = base_url
-        # Joined on the path so a query survives (Azure-style `?api-version=...`).
-        parts = urllib.parse.urlsplit(base_url)
-        self._url = parts._replace(path=parts.path.rstrip("/") + "/images/edits").geturl()
+        self._route = route if isinstance(route, Route) else Route(base_url=route)
+        self._base_url = self._route.base_url
         self._api_key = api_key
-        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = self._route.request_headers(api_key)
         self._key_env = api_key_env
         self._timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._clock = clock
 
     def _redact(self, text: str) -> str:
-        # Some servers echo the key they refused; it must reach no message, ledger or log.
-        return text.replace(self._api_key, "***") if self._api_key else text
+        # Some servers echo the key they refused (or a gateway's header); it must reach no
+        # message, ledger or log.
+        for secret in (self._api_key, *self._route.secrets):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
-    async def edit(self, req: EditRequest) -> EditResponse:
+    async def edit(self, req: ImageRequest) -> EditResponse:
         """One attempt. Raises an AttemptError subclass saying what to do next; one raised
         after a 2xx status arrived is `billed` (the provider charged for the answer)."""
         started = self._clock()
         status: int | None = None
         kept: dict[str, str] = {}
         request_id = None
+        url = self._route.url(req.endpoint)
+        payload = build_body(req, self._route.body)
         try:
             async with self._session.post(
-                self._url,
-                data=build_form(req),
-                headers=self._auth,
+                url,
+                data=payload.data,
+                headers={**self._headers, **payload.headers},
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                status, headers = resp.status, resp.headers
+                status = resp.status
+                headers = standard_headers(resp.headers)  # a gateway's renamed ones read too
                 kept = {
-                    k.lower(): v
+                    k: v
                     for k, v in headers.items()
-                    if k.lower().startswith("x-ratelimit-") or k.lower() in _KEPT_HEADERS
+                    if k.startswith("x-ratelimit-") or k in _KEPT_HEADERS
                 }
                 request_id = headers.get("x-request-id")
                 if not 200 <= status < 300:
@@ -266,7 +222,7 @@ class EditsClient:
             images = [e if isinstance(e, bytes) else await self._download(e) for e in entries]
             output_format = await asyncio.to_thread(verify_images, images)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            error = _transport_error(exc, f"POST {self._url}", self._timeout_s)
+            error = _transport_error(exc, f"POST {url}", self._timeout_s)
             raise _billed(error, status, request_id, kept) from exc
         except RetryableError as exc:
             raise _billed(exc, status, request_id, kept) from None
@@ -283,19 +239,19 @@ class EditsClient:
 
     def _http_error(
         self,
-        req: EditRequest,
+        req: ImageRequest,
         status: int,
         body: bytes,
         headers: Mapping[str, str],
         request_id: str | None,
     ) -> AttemptError:
-        error, message = read_error(status, body, headers.get("Content-Type", ""))
+        error, message = read_error(status, body, headers.get("content-type", ""))
         cls = classify(status, error)
         hint = fix_hint(
             cls, status, error, model=req.model, key_env=self._key_env, base_url=self._base_url
         )
         if 300 <= status < 400:
-            hint += f" (it redirects to {headers.get('Location', 'nowhere')})"
+            hint += f" (it redirects to {headers.get('location', 'nowhere')})"
         fields = {key: (error or {}).get(key) for key in ("type", "code", "param")}
         return cls(
             self._redact(f"{message}; {hint}" if hint else message),

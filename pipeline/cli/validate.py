@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 
 from pipeline.core.errors import ManifestError, Problem
 from pipeline.manifest.load import load_plan
@@ -48,9 +49,11 @@ def validate_command(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         raise
     key_env = plan.endpoint.api_key_env
+    endpoints = Counter(item.endpoint for item in plan.items)
+    needs_key = plan.endpoint.auth != "none"  # auth: none: a gateway signs, no key is read
     key_set = bool(os.environ.get(key_env))
     warnings = []
-    if not key_set:
+    if needs_key and not key_set:
         warnings.append(
             f"{key_env} is not set: `editbatch run` would refuse to start; export the key in "
             "it (endpoint.api_key_env names the variable), or try the job with --simulate"
@@ -64,10 +67,17 @@ def validate_command(args: argparse.Namespace) -> int:
                 "key_env": key_env,
                 "key_set": key_set,
                 "warnings": warnings,
+                "endpoints": dict(sorted(endpoints.items())),
+                "provider": plan.endpoint.provider,
             }
         )
     else:
         for warning in warnings:
             _error(f"warning: {warning}")
-        print(f"{args.manifest}: valid, {len(plan.items)} item(s)", flush=True)
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(endpoints.items()))
+        print(
+            f"{args.manifest}: valid, {len(plan.items)} item(s) ({kinds}) "
+            f"for {plan.endpoint.provider}",
+            flush=True,
+        )
     return 0

@@ -2,7 +2,8 @@
 
 Plain frozen values, no I/O. Paths are absolute. `Item.params` are the request's form fields
 other than the files and the prompt (model, size, quality, n, ... and `extra:` fields), with
-the manifest's defaults already laid under each item's own values.
+the manifest's defaults already laid under each item's own values. An item with no image is a
+generation (`/images/generations`); with images, an edit (`/images/edits`).
 """
 
 from __future__ import annotations
@@ -38,11 +39,59 @@ class Item:
     def output_format(self) -> str:
         return str(self.params.get("output_format", "png"))
 
+    @property
+    def endpoint(self) -> str:
+        """`edits` when the item has images, else `generations`."""
+        return EDITS if self.images else GENERATIONS
+
+
+EDITS, GENERATIONS = "edits", "generations"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderDefaults:
+    """What a provider's endpoint uses when the manifest does not say."""
+
+    auth: str
+    api_key_env: str
+    base_url_env: str  # the variable a missing endpoint.base_url is read from
+    base_url: str | None  # when neither the manifest nor the variable gives one
+    deployments: bool  # has a classic route by deployment (and api_version)
+    v1_path: str = ""  # appended to a resource's root URL read from base_url_env
+
+
+PROVIDERS: Mapping[str, ProviderDefaults] = MappingProxyType(
+    {
+        "openai": ProviderDefaults(
+            "bearer", "OPENAI_API_KEY", "OPENAI_BASE_URL", DEFAULT_BASE_URL, deployments=False
+        ),
+        "azure": ProviderDefaults(
+            "api-key",
+            "AZURE_OPENAI_API_KEY",
+            "AZURE_OPENAI_ENDPOINT",
+            None,
+            deployments=True,
+            v1_path="/openai/v1",
+        ),
+    }
+)
+AUTHS = ("bearer", "api-key", "none")
+BODIES = ("multipart", "json")
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
+    """Where and how requests go (CONTRACT section 6). `headers` values are templates whose
+    `${NAME}` parts are read from the environment at run time (never stored resolved)."""
+
     base_url: str = DEFAULT_BASE_URL
     api_key_env: str = "OPENAI_API_KEY"
+    provider: str = "openai"  # openai | azure
+    deployment: str | None = None  # azure classic route
+    api_version: str | None = None  # azure classic route: required with deployment
+    auth: str = "bearer"  # bearer | api-key | none
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    body: str = "multipart"  # multipart | json: the edits request's body
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,11 @@
 """Tokens and USD of items before they are sent: expected and worst case, per item, per model
 and in total. The runner reserves `worst_cost_usd` before each request; `estimate_plan` serves
 `editbatch estimate` and `run --dry-run`, reading only image headers.
+
+A generation (an item with no image) has text input only. A free size (gpt-image-2's WxH
+outside the table) is estimated by area scaling (cost/tokens.py) and flagged `approximate`
+until the provider's usage replaces it. A dated snapshot is priced as its base model, and the
+estimate says so (`priced_as`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from pathlib import Path
 
 from pipeline.core.plan import Item, Plan
 from pipeline.cost import tokens
-from pipeline.cost.pricing import Price, TokenCounts, price_table
+from pipeline.cost.models import is_fixed_size
+from pipeline.cost.pricing import Price, TokenCounts, price_table, priced_as
 
 Dims = tuple[int, int]
 
@@ -32,11 +38,15 @@ class ItemEstimate:
     # the same through the Batch API (`run --batch`), at the model's batch_discount
     batch_expected_usd: float | None = None
     batch_worst_usd: float | None = None
+    endpoint: str = "edits"  # or "generations"
+    approximate: bool = False  # a free size, its output tokens scaled by area
+    priced_as: str | None = None  # the price row used, when it is not the model's own
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "id": self.item_id,
             "model": self.model,
+            "endpoint": self.endpoint,
             "expected_tokens": _counts_json(self.expected),
             "worst_tokens": _counts_json(self.worst),
             "expected_usd": _usd(self.expected_usd),
@@ -44,6 +54,11 @@ class ItemEstimate:
             "batch_expected_usd": _usd(self.batch_expected_usd),
             "batch_worst_usd": _usd(self.batch_worst_usd),
         }
+        if self.approximate:
+            data["approximate"] = True
+        if self.priced_as:
+            data["priced_as"] = self.priced_as
+        return data
 
 
 def _quality_pair(quality: object) -> tuple[str, str]:
@@ -57,17 +72,18 @@ def _quality_pair(quality: object) -> tuple[str, str]:
 # Items of one job share a handful of shapes and parameters: caching the arithmetic by them
 # keeps the arithmetic of a 100,000-item estimate to about a second.
 @lru_cache(maxsize=4096)
-def _output_pair(size: str, quality: object, first: Dims) -> tuple[int, int]:
-    """(expected, worst) output image tokens of one image."""
+def _output_pair(size: str, quality: object, first: Dims | None) -> tuple[int, int]:
+    """(expected, worst) output image tokens of one image; `first` is the first input's size
+    (None for a generation: `auto` is then expected square)."""
     expected_quality, worst_quality = _quality_pair(quality)
     if tokens.parse_size(size) is not None:
         return (
             tokens.output_tokens(size, expected_quality),
-            tokens.output_tokens(size, worst_quality),
+            tokens.worst_output_tokens(size, worst_quality),
         )
     # `auto` (or a size word the server resolves): the size nearest the input's aspect is
     # expected; the worst case is the largest size of the worst quality.
-    auto = tokens.auto_size(*first)
+    auto = tokens.auto_size(*first) if first is not None else tokens.SIZES[0]
     worst = max(tokens.output_tokens(s, worst_quality) for s in tokens.SIZES)
     return tokens.output_tokens(auto, expected_quality), worst
 
@@ -82,18 +98,25 @@ def _image_input(sizes: tuple[Dims, ...], fidelity: str) -> int:
 def estimate_item(
     item: Item, image_sizes: Sequence[Dims], prices: Mapping[str, Price]
 ) -> ItemEstimate:
-    """Estimate one item from its images' (width, height), first image first."""
-    if not image_sizes:
+    """Estimate one item from its images' (width, height), first image first (none for a
+    generation: its input is the prompt's text alone)."""
+    if len(image_sizes) != len(item.images):
         raise ValueError(f"{item.where or item.id}: an estimate needs the size of every image")
     params = item.params
-    image_in = _image_input(tuple(image_sizes), str(params.get("input_fidelity", "low")))
+    image_in = (
+        _image_input(tuple(image_sizes), str(params.get("input_fidelity", "low")))
+        if image_sizes
+        else 0
+    )
+    size = str(params.get("size", "auto"))
     out_expected, out_worst = _output_pair(
-        str(params.get("size", "auto")), params.get("quality"), image_sizes[0]
+        size, params.get("quality"), image_sizes[0] if image_sizes else None
     )
     n = item.n
     expected = TokenCounts(tokens.text_tokens(item.prompt), image_in, out_expected * n)
     worst = TokenCounts(tokens.text_tokens_upper_bound(item.prompt), image_in, out_worst * n)
-    price = prices.get(item.model)
+    row = priced_as(prices, item.model)
+    price = None if row is None else prices[row]
     batch = None if price is None else price.at_batch()
     return ItemEstimate(
         item_id=item.id,
@@ -104,6 +127,9 @@ def estimate_item(
         worst_usd=None if price is None else worst.usd(price),
         batch_expected_usd=None if batch is None else expected.usd(batch),
         batch_worst_usd=None if batch is None else worst.usd(batch),
+        endpoint=item.endpoint,
+        approximate=tokens.parse_size(size) is not None and not is_fixed_size(size),
+        priced_as=row if row != item.model else None,
     )
 
 
@@ -168,9 +194,29 @@ class PlanEstimate:
     def unpriced_models(self) -> list[str]:
         return sorted(m for m, t in self.by_model.items() if t.unpriced_items)
 
+    @property
+    def priced_as(self) -> dict[str, str]:
+        """Models priced by another row (a dated snapshot by its base model)."""
+        return {e.model: e.priced_as for e in self.items if e.priced_as}
+
+    @property
+    def approximate_items(self) -> int:
+        """Items whose output tokens are scaled by area (free sizes): approximate."""
+        return sum(1 for e in self.items if e.approximate)
+
+    @property
+    def endpoints(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for e in self.items:
+            counts[e.endpoint] = counts.get(e.endpoint, 0) + 1
+        return counts
+
     def to_json(self, *, items: bool = False) -> dict:
         data = self.total.to_json()
         data["unpriced_models"] = self.unpriced_models
+        data["priced_as"] = dict(sorted(self.priced_as.items()))
+        data["approximate_items"] = self.approximate_items
+        data["endpoints"] = self.endpoints
         data["models"] = {m: t.to_json() for m, t in sorted(self.by_model.items())}
         if items:
             data["items"] = [e.to_json() for e in self.items]

@@ -3,7 +3,8 @@
 USD = text input x text_input + image input x image_input + image output x image_output
       + text output x text_output, all per 1M tokens, from the `usage` the API returned.
 The built-in table is data (`prices.json`, with its source and date); the manifest's
-`pricing:` overrides or extends it.
+`pricing:` overrides or extends it. A dated snapshot (`gpt-image-2-2026-04-21`) without a row
+of its own is priced as its base model (`price_of`, `priced_as`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+
+from pipeline.cost.models import base_model
 
 PER = 1_000_000
 
@@ -67,6 +70,21 @@ def price_table(
     for model, price in (overrides or {}).items():
         table[model] = price if isinstance(price, Price) else Price.from_mapping(price)
     return table
+
+
+def priced_as(prices: Mapping[str, Price], model: str) -> str | None:
+    """The row of `prices` that prices `model`: its own, else its base model's when it is a
+    dated snapshot; None when neither is there."""
+    if model in prices:
+        return model
+    base = base_model(model)
+    return base if base is not None and base in prices else None
+
+
+def price_of(prices: Mapping[str, Price], model: str) -> Price | None:
+    """The price of `model` (see priced_as), or None."""
+    row = priced_as(prices, model)
+    return None if row is None else prices[row]
 
 
 @dataclass(frozen=True, slots=True)

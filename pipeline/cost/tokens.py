@@ -64,16 +64,35 @@ def _aspect(size: str) -> float:
 def output_tokens(size: str, quality: str) -> int:
     """Output image tokens for one image of a concrete size and quality.
 
-    Sizes outside the table (gpt-image-2 accepts any multiple of 16) are billed in proportion
-    to their area against 1024x1024 of the same quality, rounded up.
+    A size outside the table (gpt-image-2 takes free sizes) is approximated: the table size
+    whose aspect ratio is nearest (the first of SIZES on a tie) scaled by area, rounded up,
+    e.g. 1536x864 medium = ceil(1568 x (1536 x 864) / (1536 x 1024)) = 1323.
     """
     if (size, quality) in OUTPUT_TOKENS:
         return OUTPUT_TOKENS[(size, quality)]
     dims = parse_size(size)
-    if dims is None or quality not in QUALITIES:
+    if dims is None or quality not in QUALITIES or 0 in dims:
         raise ValueError(f"no output token figure for size={size!r} quality={quality!r}")
-    square = OUTPUT_TOKENS[("1024x1024", quality)]
-    return math.ceil(square * dims[0] * dims[1] / (1024 * 1024))
+    nearest = auto_size(*dims)
+    width, height = parse_size(nearest)  # type: ignore[misc]
+    scaled = OUTPUT_TOKENS[(nearest, quality)] * dims[0] * dims[1]
+    return -(-scaled // (width * height))  # integer ceiling: no float rounding at the edges
+
+
+def worst_output_tokens(size: str, quality: str) -> int:
+    """At least what one image of `size` can cost: the table's figure, or for a free size the
+    area at the highest tokens per pixel of any table size of that quality, rounded up."""
+    if (size, quality) in OUTPUT_TOKENS:
+        return OUTPUT_TOKENS[(size, quality)]
+    dims = parse_size(size)
+    if dims is None or quality not in QUALITIES or 0 in dims:
+        raise ValueError(f"no output token figure for size={size!r} quality={quality!r}")
+    area = dims[0] * dims[1]
+    return max(
+        -(-OUTPUT_TOKENS[(s, quality)] * area // (w * h))
+        for s in SIZES
+        for w, h in [parse_size(s)]  # type: ignore[misc]
+    )
 
 
 def image_input_tokens(width: int, height: int) -> int:

@@ -14,7 +14,7 @@ import time
 from pipeline.api.client import EditResponse, EditsClient
 from pipeline.core.errors import AttemptError, FatalError, PermanentError, RetryableError
 from pipeline.core.plan import Item, Plan
-from pipeline.cost.pricing import Price
+from pipeline.cost.pricing import Price, price_of
 from pipeline.cost.usage import Charge
 from pipeline.engine.gates import Gates
 from pipeline.engine.prepare import Prepared, Preparer, write_outputs
@@ -149,7 +149,7 @@ class Attempts:
             self.gates.answered(admission, actual)
 
     def _charge(self, prepared: Prepared, usage: object, *, usable: bool) -> Charge:
-        return prepared.charge(usage, self.prices.get(prepared.item.model), usable=usable)
+        return prepared.charge(usage, price_of(self.prices, prepared.item.model), usable=usable)
 
     def _attempt_failed(self, prepared: Prepared, retry_state, made: int) -> None:
         """tenacity's before_sleep: the attempt failed and another comes after the wait."""

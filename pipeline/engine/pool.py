@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from pipeline.api.client import EditsClient
+from pipeline.api.providers import Route
 from pipeline.core.plan import Item, Plan
 from pipeline.cost.pricing import Price
 from pipeline.engine.attempts import Attempts
@@ -33,8 +34,8 @@ class Pool:
         self,
         *,
         plan: Plan,
-        base_url: str,
-        api_key: str,
+        route: Route,
+        api_key: str | None,
         concurrency: int,
         rpm: float,
         prices: dict[str, Price],
@@ -50,7 +51,7 @@ class Pool:
         changed: Callable[[], None],
     ):
         self.plan = plan
-        self.base_url = base_url
+        self.route = route
         self.api_key = api_key
         self.concurrency = concurrency
         self.control = control
@@ -80,7 +81,7 @@ class Pool:
             prices=prices,
             gates=self.gates,
             stops=self.stops,
-            recorder=Recorder(writer, stats, changed),
+            recorder=Recorder(writer, stats, changed, provider=route.provider),
             rng=rng,
             backoff_base_s=backoff_base_s,
         )
@@ -115,7 +116,7 @@ class Pool:
         async with aiohttp.ClientSession(connector=connector) as session:
             self.attempts.client = EditsClient(
                 session,
-                self.base_url,
+                self.route,
                 self.api_key,
                 timeout_s=self.plan.limits.timeout_s,
                 api_key_env=self.plan.endpoint.api_key_env,

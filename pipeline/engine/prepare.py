@@ -50,6 +50,8 @@ class Prepared:
             worst=(self.worst_usd if price is not None else None, self.worst_counts),
         )
 
+    approximate: bool = False  # the expected cost scales a free size's tokens by area
+
 
 class Preparer:
     def __init__(self, plan: Plan, prices: dict[str, Price]):
@@ -91,6 +93,7 @@ class Preparer:
             expected_usd=estimate.expected_usd,
             expected_counts=estimate.expected,
             worst_counts=estimate.worst,
+            approximate=estimate.approximate,
         )
 
     def _record(self, digest: FileDigest, role: str) -> dict:

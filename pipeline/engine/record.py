@@ -17,7 +17,15 @@ from pipeline.ledger.writer import LedgerWriter
 
 
 class Recorder:
-    def __init__(self, writer: LedgerWriter, stats: RunStats, changed: Callable[[], None]):
+    def __init__(
+        self,
+        writer: LedgerWriter,
+        stats: RunStats,
+        changed: Callable[[], None],
+        *,
+        provider: str = "openai",
+    ):
+        self.provider = provider
         self.writer = writer
         self.stats = stats
         self._changed = changed
@@ -70,6 +78,8 @@ class Recorder:
             "item": item.id,
             "key": prepared.key,
             "attempt": attempt,
+            "endpoint": item.endpoint,
+            "provider": self.provider,
             "model": item.model,
             "params": dict(item.params),
             "latency_s": round(latency_s, 3),
@@ -80,6 +90,8 @@ class Recorder:
         }
         if len(outputs) < item.n:  # a short answer is kept, not paid for again
             fields["returned"] = len(outputs)
+        if charge.estimated and prepared.approximate:
+            fields["cost_approximate"] = True  # a free size's tokens, scaled by area
         await self.writer.awrite("succeeded", **fields)
         stats = self.stats
         stats.succeeded += 1

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.api.providers import Route
 from pipeline.core.errors import UsageError
 from pipeline.core.plan import Item, Plan
 from pipeline.engine.session import RunSession
@@ -109,19 +110,20 @@ async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
 
         config = options.sim_config or SimConfig(latency_s=0.4, jitter_s=0.2, seed=0)
         async with running(config) as base_url:
+            route = Route.for_run(plan.endpoint, os.environ, simulated_base=base_url)
             session = RunSession(
                 plan,
                 options,
                 settings,
-                base_url=base_url,
+                route=route,
                 api_key=SIMULATED_KEY,
                 control=control,
                 simulated=True,
             )
             return await session.execute(items)
-    base_url = options.base_url or plan.endpoint.base_url
+    route = Route.for_run(plan.endpoint, os.environ, base_url=options.base_url)
     api_key = options.api_key or os.environ.get(plan.endpoint.api_key_env)
-    if not api_key:
+    if not api_key and route.needs_key:
         raise UsageError(
             f"{plan.endpoint.api_key_env} is not set: export the API key in that variable "
             "(endpoint.api_key_env names it), or try the job offline with --simulate"
@@ -130,8 +132,8 @@ async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
         plan,
         options,
         settings,
-        base_url=base_url,
-        api_key=api_key,
+        route=route,
+        api_key=api_key if route.needs_key else None,
         control=control,
         simulated=False,
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.api.providers import Route
 from pipeline.core.errors import ManifestError, UsageError
 from pipeline.core.fingerprint import DigestCache
 from pipeline.core.plan import Item, Plan
@@ -35,15 +36,15 @@ class RunSession:
         options: Any,  # runner.RunOptions
         settings: RunSettings,
         *,
-        base_url: str,
-        api_key: str,
+        route: Route,
+        api_key: str | None,
         control: Any,  # runner.RunControl
         simulated: bool,
     ):
         self.plan = plan
         self.options = options
         self.settings = settings
-        self.base_url = base_url
+        self.route = route
         self.api_key = api_key
         self.control = control
         self.simulated = simulated
@@ -149,7 +150,7 @@ class RunSession:
         )
         self.pool = Pool(
             plan=self.plan,
-            base_url=self.base_url,
+            route=self.route,
             api_key=self.api_key,
             concurrency=settings.concurrency,
             rpm=settings.rpm,
@@ -195,7 +196,8 @@ class RunSession:
             "max_outage_s": self.plan.limits.max_outage_s,
             "retry_failed": self.options.retry_failed,
             "only": list(self.options.only),
-            "base_url": self.base_url,
+            "base_url": self.route.base_url,
+            "provider": self.route.provider,
         }
 
     def _summary(self, duration: float, ledger: Path) -> RunSummary:

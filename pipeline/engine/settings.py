@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pipeline.core.errors import UsageError
 from pipeline.core.plan import Item, Plan
-from pipeline.cost.pricing import Price, price_table
+from pipeline.cost.pricing import Price, price_table, priced_as
 from pipeline.ledger.shards import Shard
 from pipeline.manifest.prices import model_fix
 
@@ -63,7 +63,8 @@ class RunSettings:
     def check_prices(self, items: Iterable[Item], warn: Callable[[str], None]) -> None:
         """A budget needs a price for every model it sends (UsageError otherwise); without a
         budget an unpriced model is a warning and its cost is recorded as null."""
-        unpriced = sorted({item.model for item in items if item.model not in self.prices})
+        models = {item.model for item in items}
+        unpriced = sorted(m for m in models if priced_as(self.prices, m) is None)
         if not unpriced:
             return
         fixes = "; ".join(f"{model}: {model_fix(model, self.prices)}" for model in unpriced)

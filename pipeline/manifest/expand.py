@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from pipeline.core.errors import Problem
 from pipeline.core.plan import Item, ParamValue
+from pipeline.cost.models import size_problem
 from pipeline.manifest.schema import FromItem, GlobItem, ImageItem, Params
 from pipeline.manifest.sources import expand_rows
 from pipeline.outputs.files import render_stem
@@ -68,9 +69,11 @@ def expand_items(
         params = MappingProxyType(request_params(spec, defaults)) if own else shared
         prompt = spec.prompt or default_prompt
         if isinstance(spec, ImageItem):
-            images = tuple(map(absolute, spec.image))
+            images = tuple(map(absolute, spec.image or ()))
+            if not images:
+                problems += _generation_problems(spec, index)
             item = Item(
-                id=spec.id or images[0].stem,
+                id=spec.id or (images[0].stem if images else f"item-{index}"),
                 images=images,
                 prompt=prompt or "",
                 params=params,
@@ -204,8 +207,35 @@ def unsafe_name(name: str) -> str | None:
     return None
 
 
+def _generation_problems(spec: ImageItem, index: int) -> list[Problem]:
+    """An item without an image is a generation: it needs its own id and takes no mask."""
+    where = f"items[{index}]" + (f" ({spec.id})" if spec.id else "")
+    problems = []
+    if spec.id is None:
+        problems.append(
+            Problem(
+                where,
+                "has no image and no id: a generation's id cannot come from a file name",
+                "set id: on the item (or add image: to make it an edit)",
+            )
+        )
+    if spec.mask is not None:
+        problems.append(
+            Problem(
+                f"{where}.mask",
+                "a mask needs an image: an item without image is a generation",
+                "add image: (the mask marks where to edit it), or remove mask",
+            )
+        )
+    return problems
+
+
 def _item_problems(item: Item, prompt: str | None) -> list[Problem]:
     problems = []
+    size = item.params.get("size")
+    refused = size_problem(item.model, size) if isinstance(size, str) else None
+    if refused:
+        problems.append(Problem(f"{label(item)}.size", *refused))
     if not prompt:
         problems.append(
             Problem(

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from pipeline.core import plan
 from pipeline.core.errors import ManifestError, Problem
 from pipeline.cost.pricing import price_table
+from pipeline.manifest.endpoint import build_endpoint, check_items
 from pipeline.manifest.expand import absolute, check_names, expand_items, request_params
 from pipeline.manifest.prices import unpriced_problems
 from pipeline.manifest.problems import schema_problems
@@ -70,7 +71,8 @@ def _load(path: str | Path, check_files: bool) -> plan.Plan:
     if spec.budget.run_usd is not None or spec.budget.total_usd is not None:
         prices = price_table({m: p.model_dump() for m, p in spec.pricing.items()})
         problems += unpriced_problems(items, prices, data, raw, shown)
-    endpoint = _endpoint(spec, problems)
+    endpoint = build_endpoint(spec.endpoint, problems)
+    problems += check_items(items, endpoint)
     if check_files:
         problems += check_input_files(items, base)
     if problems:
@@ -137,21 +139,6 @@ def _validate(data: object, raw: bytes, shown: str):
         kept = salvage.kept()
         return spec, list(zip(kept, spec.items, strict=True)), problems, salvage.dropped
     return None, [], problems, {}
-
-
-def _endpoint(spec: Manifest, problems: list[Problem]) -> plan.Endpoint:
-    base_url = spec.endpoint.base_url
-    if base_url is None:
-        base_url = os.environ.get("OPENAI_BASE_URL") or plan.DEFAULT_BASE_URL
-        if not base_url.startswith(("http://", "https://")):
-            problems.append(
-                Problem(
-                    "$OPENAI_BASE_URL",
-                    "is not an http:// or https:// URL",
-                    "correct or unset it, or set endpoint.base_url in the manifest",
-                )
-            )
-    return plan.Endpoint(base_url=base_url.rstrip("/"), api_key_env=spec.endpoint.api_key_env)
 
 
 def _in_item_order(problems: list[Problem]) -> list[Problem]:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 
 from pipeline.core.errors import Problem
 from pipeline.core.plan import Item
-from pipeline.cost.pricing import Price, closest_model
+from pipeline.cost.pricing import Price, closest_model, priced_as
 from pipeline.manifest.yamlfile import locate
 
 
@@ -21,7 +21,7 @@ def unpriced_problems(
     shown: str,
 ) -> list[Problem]:
     """With a budget in the manifest: one located problem per model that has no price."""
-    unpriced = sorted({item.model for item in items if item.model not in prices})
+    unpriced = sorted({m for m in {item.model for item in items} if priced_as(prices, m) is None})
     problems = []
     for model in unpriced:
         loc = _written_at(model, data)

@@ -24,12 +24,24 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from pipeline.core.envvars import template_problem
+from pipeline.core.plan import AUTHS, BODIES, PROVIDERS
 from pipeline.outputs.files import TEMPLATE_FIELDS
 
 GLOB_FIELDS = ("stem", "name", "parent")
 MAX_IMAGES = 16
 # The client sends these itself; an `extra:` field may not shadow them.
-RESERVED_FIELDS = frozenset({"prompt", "image", "image[]", "mask"})
+RESERVED_FIELDS = frozenset({"prompt", "image", "image[]", "images", "mask"})
+# Fields that would change the answer's shape into something editbatch does not read.
+REFUSED_FIELDS = {
+    "stream": "streamed answers (events, partial images) are not supported: each answer is "
+    "read whole; remove extra.stream",
+    "partial_images": "partial images come only with streaming, which is not supported; "
+    "remove extra.partial_images",
+}
+# Headers the client sets itself (endpoint.headers may not): the body's, the connection's.
+CLIENT_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding"})
+HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 Text = Annotated[str, Field(min_length=1)]
@@ -89,6 +101,9 @@ class Params(Section):
     output_compression: int | None = Field(None, ge=0, le=100, description="0-100, jpeg/webp.")
     input_fidelity: Text | None = Field(None, description="low or high.")
     user: Text | None = Field(None, description="An end-user id passed to the API.")
+    moderation: Text | None = Field(
+        None, description="auto or low: generations and the JSON edit body (endpoint.body: json)."
+    )
     extra: dict[Text, Scalar] | None = Field(
         None, description="Form fields this version does not know, sent as they are."
     )
@@ -97,6 +112,10 @@ class Params(Section):
     @classmethod
     def _extra_fields_are_new(cls, extra: dict[str, ParamValue] | None):
         for key in extra or {}:
+            if key in REFUSED_FIELDS:
+                raise PydanticCustomError(
+                    "refused", "extra.{key} is refused", {"key": key, "fix": REFUSED_FIELDS[key]}
+                )
             if key in Params.model_fields or key in RESERVED_FIELDS:
                 raise PydanticCustomError(
                     "shadowed",
@@ -116,8 +135,12 @@ class Defaults(Params):
 
 
 class ImageItem(Params):
-    id: Text | None = Field(None, description="Unique; default: the first image's file stem.")
-    image: ImagePaths
+    id: Text | None = Field(
+        None, description="Unique; default: the first image's file stem (a generation needs one)."
+    )
+    image: ImagePaths | None = Field(
+        None, description="Without image the item is a generation (/images/generations)."
+    )
     mask: Text | None = Field(None, description="PNG with alpha, or black/white (white = edit).")
     prompt: Text | None = Field(None, description="Default: defaults.prompt.")
 
@@ -178,12 +201,58 @@ ItemSpec = Annotated[
 
 
 class Endpoint(Section):
+    provider: Literal[tuple(PROVIDERS)] = Field(  # type: ignore[valid-type]
+        "openai", description="openai (OpenAI or any compatible server) or azure."
+    )
     base_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = Field(
-        None, description="Default: $OPENAI_BASE_URL, else https://api.openai.com/v1."
+        None,
+        description="Default: $OPENAI_BASE_URL, else https://api.openai.com/v1 (openai); "
+        "$AZURE_OPENAI_ENDPOINT (azure; its /openai/v1 without a deployment).",
     )
-    api_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = Field(
-        "OPENAI_API_KEY", description="The NAME of the variable holding the key, never the key."
+    api_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = Field(
+        None,
+        description="The NAME of the variable holding the key, never the key. Default: "
+        "OPENAI_API_KEY (openai), AZURE_OPENAI_API_KEY (azure).",
     )
+    deployment: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] | None = Field(
+        None, description="azure: the classic route's deployment (then api_version is required)."
+    )
+    api_version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] | None = Field(
+        None, description="azure classic route: e.g. 2025-04-01-preview."
+    )
+    auth: Literal[AUTHS] | None = Field(  # type: ignore[valid-type]
+        None, description="bearer (default for openai), api-key (default for azure) or none."
+    )
+    headers: dict[
+        Annotated[str, Field(pattern=HEADER_NAME)],
+        Annotated[str, Field(pattern=r"^[^\r\n]*$")],
+    ] = Field(
+        default_factory=dict,
+        description="Extra headers on every request; ${NAME} parts are read from the "
+        "environment at run time and never recorded.",
+    )
+    body: Literal[BODIES] = Field(  # type: ignore[valid-type]
+        "multipart", description="The edits body: multipart, or json (images as data URLs)."
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_are_extra(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if name.lower() in CLIENT_HEADERS:
+                raise PydanticCustomError(
+                    "header",
+                    "headers.{name} is set by the client",
+                    {"name": name, "fix": "remove it; the client sets it for each request"},
+                )
+            problem = template_problem(value)
+            if problem:
+                raise PydanticCustomError(
+                    "header",
+                    "headers.{name}: {problem}",
+                    {"name": name, "problem": problem, "fix": "write ${NAME}, e.g. ${GATEWAY_KEY}"},
+                )
+        return headers
 
 
 class Limits(Section):

@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 from pipeline.core.errors import Problem
 from pipeline.core.plan import Item, ParamValue
+from pipeline.cost.models import size_problem
 from pipeline.manifest.exports import Cell, Export, read_export
 from pipeline.manifest.schema import MAX_IMAGES, FromItem, Params
 
@@ -89,6 +90,10 @@ def expand_rows(
             problems.append(
                 Problem(here, "has no model", "set model: under defaults: or add a model column")
             )
+        size = item.params.get("size")
+        refused = size_problem(item.model, size) if isinstance(size, str) else None
+        if refused:
+            problems.append(Problem(here, *refused))
         items.append(item)
     return items, problems
 

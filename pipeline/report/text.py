@@ -193,6 +193,23 @@ def render_estimate(estimate: PlanEstimate, width: int | None = None) -> str:
         "(USD per 1M tokens: text_input, image_input, image_output)"
         for model in estimate.unpriced_models
     ]
+    notes += [
+        f"{model}: priced as {base} (a dated snapshot of it); add {model} to `pricing:` if "
+        "its price differs"
+        for model, base in sorted(estimate.priced_as.items())
+    ]
+    if estimate.approximate_items:
+        notes.append(
+            f"{estimate.approximate_items:,} item(s) ask for a free size: their output tokens are "
+            "approximate (the nearest listed size's, scaled by area) until the provider's usage "
+            "replaces them"
+        )
+    endpoints = estimate.endpoints
+    if endpoints.get("generations"):
+        notes.append(
+            f"{endpoints.get('edits', 0):,} edit(s), {endpoints['generations']:,} generation(s) "
+            "(text input only)"
+        )
     return plain_text([text_table("estimate of the pending items", heads, rows)], notes, width)
 
 
