@@ -198,3 +198,14 @@ async def test_litellm_quota_aborts_and_azure_content_filter_fails_the_item(serv
     with pytest.raises(PermanentError, match="safety system") as caught:
         await send(azure(server, deployment="d", api_version="v"), edit())
     assert caught.value.code == "content_filter"
+
+
+async def test_a_header_value_echoed_in_an_error_is_redacted_like_the_key(server):
+    endpoint = Endpoint(
+        base_url=server.root + "/v1", headers=MappingProxyType({"X-Gateway-Key": "${GW}"})
+    )
+    refused = {"message": "gateway key gw-echoed-secret is not allowed", "code": "denied"}
+    server.answer = (403, {"error": refused}, {})
+    with pytest.raises(FatalError) as caught:
+        await send(Route.for_run(endpoint, {"GW": "gw-echoed-secret"}), edit())
+    assert "gw-echoed-secret" not in str(caught.value) and "***" in str(caught.value)

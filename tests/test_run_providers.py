@@ -14,6 +14,9 @@ from PIL import Image
 
 from pipeline.engine.runner import RunOptions, run
 from pipeline.manifest.load import load_plan
+from pipeline.report.aggregate import summarize
+from pipeline.report.html import write_html
+from pipeline.report.text import render_text
 
 GATEWAY_SECRET = "gw-SECRET-value-77"
 
@@ -94,6 +97,17 @@ async def test_a_mixed_manifest_sends_edits_and_generations_and_records_which(
 
     again = await run(load_plan(manifest), RunOptions(base_url=server.base_url, api_key="k"))
     assert again.exit_code == 0 and again.stats.done_before == 2 and len(server.seen) == 2
+
+    plan = load_plan(manifest)
+    records = read_ledger_lines(tmp_path / "job-out" / "ledger.jsonl")
+    report = summarize(records, plan)
+    assert report.done_by_route == {"edits · openai": 1, "generations · openai": 1}
+    assert "done by route" in render_text(report) and "generations · openai 1" in render_text(
+        report
+    )
+    write_html(report, records, plan, tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert "generations · openai" in page and "edits · openai" in page
 
 
 async def test_an_unset_header_variable_stops_before_sending(tmp_path, server, monkeypatch):

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from pipeline.core.envvars import MissingVariable, expand
+from pipeline.core.envvars import MissingVariable, expand, references
 from pipeline.core.errors import UsageError
 from pipeline.core.plan import PROVIDERS, Endpoint
 
@@ -40,6 +40,8 @@ class Route:
     api_version: str | None = None
     body: str = "multipart"
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # the values read from the environment: redacted from any message, like the key
+    secrets: tuple[str, ...] = ()
 
     @classmethod
     def for_run(
@@ -55,7 +57,9 @@ class Route:
         with the provider's route shape kept. UsageError when a header's variable is unset
         (under the simulator an unset one reads `simulated`)."""
         headers = {}
+        secrets = []
         for name, template in endpoint.headers.items():
+            secrets += [environ[ref] for ref in references(template) if environ.get(ref)]
             try:
                 headers[name] = expand(template, environ)
             except MissingVariable as exc:
@@ -79,6 +83,7 @@ class Route:
             api_version=endpoint.api_version,
             body=endpoint.body,
             headers=MappingProxyType(headers),
+            secrets=tuple(secrets),
         )
 
     def url(self, endpoint: str) -> str:

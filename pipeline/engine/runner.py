@@ -191,5 +191,7 @@ def _dry_run(
             spent_before_usd=state.spent_usd,
         ),
         key_env=key_env,
-        key_set=None if options.simulate else bool(options.api_key or os.environ.get(key_env)),
+        key_set=None
+        if options.simulate or plan.endpoint.auth == "none"
+        else bool(options.api_key or os.environ.get(key_env)),
     )

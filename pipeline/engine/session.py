@@ -224,7 +224,7 @@ class RunSession:
             messages=list(self.messages),
             simulated=self.simulated,
             manifest_path=self.plan.manifest_path,
-            base_url=self.base_url,
+            base_url=self.route.base_url,
         )
 
 

@@ -104,7 +104,7 @@ class RunSummary:
     manifest_path: Path | None = None
     outlook: BudgetOutlook | None = None  # a dry run's: where the budget stops the items
     key_env: str = ""  # a dry run's: the variable that holds the key, and whether it is set
-    key_set: bool | None = None  # None: no key needed (--simulate)
+    key_set: bool | None = None  # None: no key needed (--simulate, endpoint.auth: none)
     base_url: str = ""  # where requests went (the simulator's loopback URL with --simulate)
 
     @property

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pipeline.core.errors import UsageError
-from pipeline.core.plan import Plan
+from pipeline.core.plan import EDITS, Item, Plan
 from pipeline.cost.pricing import TokenCounts
 from pipeline.cost.usage import counts_of
 from pipeline.ledger.scan import spend_of
@@ -129,6 +129,8 @@ class Report:
     usage_suspect: int = 0  # lines whose usage is far above the item's worst case
     short_answers: list[str] = field(default_factory=list)  # done with fewer images than n
     batches: list[BatchRow] = field(default_factory=list)  # batch mode
+    # done items by where they went: "edits · openai", "generations · azure"
+    done_by_route: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -196,7 +198,24 @@ def summarize(
         usage_suspect=sum(1 for r in billed if r.get("usage_suspect")),
         short_answers=[i for i, r in short.items() if latest.get(i) is r],
         batches=batch_rows(records),
+        done_by_route=dict(
+            Counter(
+                item_route(latest.get(i), None, None)
+                for i in ids
+                if item_state(latest.get(i)) == "done"
+            ).most_common()
+        ),
     )
+
+
+def item_route(final: dict | None, item: Item | None, plan: Plan | None) -> str:
+    """Where an item went, "edits · openai": from its `succeeded` line (a line from before
+    endpoints were recorded was an edit to an OpenAI-compatible server), else from the plan."""
+    if final is not None and final.get("event") == "succeeded":
+        return f"{final.get('endpoint', EDITS)} · {final.get('provider', 'openai')}"
+    if item is not None and plan is not None:
+        return f"{item.endpoint} · {plan.endpoint.provider}"
+    return ""
 
 
 def item_state(final: dict | None) -> str:

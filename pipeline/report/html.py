@@ -203,6 +203,8 @@ def _number(final: dict | None, name: str) -> float | None:
 def _item_html(view: ItemView, thumbs: dict, page_dir: Path) -> str:
     final = view.final or {}
     facts = [f'<span class="badge {view.state}">{view.state}</span>']
+    if view.route:
+        facts.append(escape(view.route))
     if final.get("model"):
         facts.append(escape(str(final["model"])))
     if final.get("cost_usd") is not None:

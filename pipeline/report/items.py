@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core.plan import Item, Plan
-from pipeline.report.aggregate import item_state, latest_by_item
+from pipeline.report.aggregate import item_route, item_state, latest_by_item
 
 
 @dataclass(slots=True)
@@ -27,6 +27,7 @@ class ItemView:
     state: str
     prompt: str | None
     final: dict | None
+    route: str = ""  # e.g. "generations · azure": the endpoint and provider it went to
     inputs: list[Picture] = field(default_factory=list)
     outputs: list[Picture] = field(default_factory=list)
 
@@ -62,6 +63,7 @@ def item_views(
         final = latest.get(item_id)
         item = planned.get(item_id)
         view = ItemView(item_id, item_state(final), item.prompt if item else None, final)
+        view.route = item_route(final, item, plan)
         if item is not None:
             view.inputs = _planned_inputs(item, inputs_dir)
         else:

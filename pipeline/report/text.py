@@ -37,6 +37,7 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         cost += f" — simulated ({runs}: the built-in simulator, nothing billed)"
     rows = [
         ("items", _pairs(report.items)),
+        ("done by route", _pairs(report.done_by_route)),
         ("failed by class", _pairs(report.failed_by_class)),
         ("retried by cause", _pairs(report.retries_by_cause)),
         ("retried by status", _pairs(report.retries_by_status)),
