@@ -63,6 +63,7 @@ async def test_submit_returns_5_while_in_flight_and_a_later_run_collects(tmp_pat
     for rec in done:
         assert (tmp_path / "job-out" / rec["outputs"][0]["path"]).is_file()
         assert rec["cost_usd"] == pytest.approx(rec["interactive_usd"] / 2)
+        assert (rec["endpoint"], rec["provider"]) == ("edits", "openai")
     assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)
     assert stats["usd_batch"] == pytest.approx(stats["usd"], rel=1e-6)
     third = await _rerun(manifest)

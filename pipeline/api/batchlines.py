@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.api.answers import classify, one_line
+from pipeline.api.bodies import json_fields
 from pipeline.api.client import read_answer, verify_images
 from pipeline.core.errors import AttemptError, FatalError, PermanentError, RetryableError
 from pipeline.core.plan import ParamValue
@@ -45,19 +46,11 @@ def request_body(
     image_ids: Sequence[str],
     mask_id: str | None,
 ) -> dict:
-    """The JSON body of one request: edits when there are images, generations otherwise."""
-    body: dict = {}
-    if "model" in params:
-        body["model"] = params["model"]
-    body["prompt"] = prompt
-    for name, value in params.items():
-        if name != "model" and value is not None:
-            body[name] = value
-    if image_ids:
-        body["images"] = [{"file_id": file_id} for file_id in image_ids]
-    if mask_id is not None:
-        body["mask"] = {"file_id": mask_id}
-    return body
+    """The JSON body of one request (bodies.json_fields, images and mask by file id): edits
+    when there are images, generations otherwise."""
+    images = [{"file_id": file_id} for file_id in image_ids]
+    mask = None if mask_id is None else {"file_id": mask_id}
+    return json_fields(prompt, params, images, mask)
 
 
 def request_line(cid: str, endpoint: str, body: dict) -> bytes:

@@ -7,6 +7,7 @@
   in generations).
 - generations (an item with no image): JSON of `model`, `prompt` and the other parameters,
   leaving out those only edits take (`input_fidelity`).
+The Batch API's lines carry the same JSON with `{file_id}` references (`json_fields`).
 """
 
 from __future__ import annotations
@@ -110,32 +111,37 @@ def data_url(data: bytes, content_type: str) -> str:
 
 
 def json_edit_fields(req: ImageRequest) -> dict:
-    fields = _head(req)
-    fields["images"] = [{"image_url": data_url(data, kind)} for _, data, kind in req.images]
-    if req.mask is not None:
-        fields["mask"] = {"image_url": data_url(req.mask[1], "image/png")}
-    fields.update(_params(req, leave_out=frozenset()))
-    return fields
+    images = [{"image_url": data_url(data, kind)} for _, data, kind in req.images]
+    mask = None if req.mask is None else {"image_url": data_url(req.mask[1], "image/png")}
+    return json_fields(req.prompt, req.params, images, mask)
 
 
 def generation_fields(req: ImageRequest) -> dict:
-    return {**_head(req), **_params(req, leave_out=EDIT_ONLY)}
+    return json_fields(req.prompt, req.params)
 
 
-def _head(req: ImageRequest) -> dict:
-    head: dict = {}
-    if "model" in req.params:
-        head["model"] = req.params["model"]
-    head["prompt"] = req.prompt
-    return head
-
-
-def _params(req: ImageRequest, leave_out: frozenset[str]) -> dict:
-    return {
-        name: _json_value(value)
-        for name, value in req.params.items()
-        if name != "model" and value is not None and name not in leave_out
-    }
+def json_fields(
+    prompt: str,
+    params: Mapping[str, ParamValue],
+    images: Sequence[Mapping[str, str]] = (),
+    mask: Mapping[str, str] | None = None,
+) -> dict:
+    """A request's JSON: `model` and `prompt` first, the other parameters with their JSON types,
+    and for an edit its image and mask references (`{"image_url": ...}` or `{"file_id": ...}`);
+    a generation (no images) leaves out the parameters only edits take."""
+    fields: dict = {}
+    if "model" in params:
+        fields["model"] = params["model"]
+    fields["prompt"] = prompt
+    leave_out = frozenset() if images else EDIT_ONLY
+    for name, value in params.items():
+        if name != "model" and value is not None and name not in leave_out:
+            fields[name] = _json_value(value)
+    if images:
+        fields["images"] = [dict(ref) for ref in images]
+    if mask is not None:
+        fields["mask"] = dict(mask)
+    return fields
 
 
 def _json_value(value: ParamValue) -> ParamValue:

@@ -17,7 +17,7 @@ from pipeline.api.batchlines import LineResult, parse_line, read_result
 from pipeline.batch.context import BatchContext
 from pipeline.core.errors import AttemptError
 from pipeline.core.plan import Item
-from pipeline.cost.pricing import TokenCounts
+from pipeline.cost.pricing import TokenCounts, price_of
 from pipeline.cost.usage import Charge, charge, recordable_usage
 from pipeline.engine.prepare import write_outputs
 from pipeline.ledger.batches import BatchState, OpenBatch
@@ -119,7 +119,7 @@ class Collector:
         ctx = self.ctx
         outputs = await write_outputs(ctx.plan, item, result.images or [])
         billed = self._charge(batch, item, result.usage, usable=True)
-        price = ctx.prices.get(item.model)
+        price = price_of(ctx.prices, item.model)
         interactive = None
         if billed.cost_usd is not None and price is not None and price.batch_discount > 0:
             interactive = round(billed.cost_usd / price.batch_discount, 8)
@@ -127,6 +127,8 @@ class Collector:
             "item": item.id,
             "key": key,
             "attempt": attempt,
+            "endpoint": item.endpoint,
+            "provider": ctx.plan.endpoint.provider,
             "model": item.model,
             "params": dict(item.params),
             "latency_s": None,
@@ -150,7 +152,7 @@ class Collector:
         if worst is None and batch.items:
             worst = batch.worst_usd / len(batch.items)
         bound = (worst, TokenCounts())
-        price = self.ctx.batch_prices.get(item.model)
+        price = price_of(self.ctx.batch_prices, item.model)
         return charge(usage, price, usable=usable, expected=bound, worst=bound)
 
     async def _failed(
