@@ -288,3 +288,21 @@ def test_todays_models_are_in_the_price_table():
     for model in ("gpt-image-1.5", "gpt-image-2", "gpt-image-1-mini", "chatgpt-image-latest"):
         assert model in PRICES
     assert PRICES["gpt-image-2"].image_output == 30
+
+
+def test_the_estimate_says_what_is_approximate_priced_as_a_base_and_generated():
+    from pipeline.report.text import render_estimate
+
+    items = [
+        planned("e", [Path("/in/a.png")], "gpt-image-2-2026-04-21", size="1536x864"),
+        Item(id="g", images=(), prompt="p", params=MappingProxyType({"model": "gpt-image-1.5"})),
+    ]
+    estimate = estimate_plan(make_plan(items), dims_of=lambda path: (1024, 1024))
+    data = estimate.to_json(items=True)
+    assert data["priced_as"] == {"gpt-image-2-2026-04-21": "gpt-image-2"}
+    assert data["approximate_items"] == 1 and data["endpoints"] == {"edits": 1, "generations": 1}
+    assert [i["endpoint"] for i in data["items"]] == ["edits", "generations"]
+    text = " ".join(render_estimate(estimate, width=200).split())
+    assert "gpt-image-2-2026-04-21: priced as gpt-image-2 (a dated snapshot of it)" in text
+    assert "1 item(s) ask for a free size: their output tokens are approximate" in text
+    assert "1 edit(s), 1 generation(s) (text input only)" in text
