@@ -202,3 +202,24 @@ def test_the_schema_knows_from_items_and_refuses_unknown_keys_with_a_hint(catalo
     path = write(catalog, "csv", "sku,title,colour,image\na1,Mug,red,images/a1.png\n", manifest)
     (found,) = problems_of(path)
     assert "items[0] (from exports/products.csv).idd: is not a known key; did you mean id?" in found
+
+
+def test_an_export_without_an_image_column_makes_generations_that_need_ids(catalog):
+    manifest = """\
+    version: 1
+    defaults: {model: gpt-image-2, size: 1536x864}
+    items:
+      - from: exports/products.csv
+        id: "hero-{sku}"
+        prompt: A {title} on an oak table, catalogue photo
+    """
+    path = write(catalog, "csv", "sku,title\na1,mug\nb2,lamp\n", textwrap.dedent(manifest))
+    items = load_plan(path).items
+    assert [(i.id, i.endpoint, i.images) for i in items] == [
+        ("hero-a1", "generations", ()),
+        ("hero-b2", "generations", ()),
+    ]
+    no_ids = textwrap.dedent(manifest).replace('    id: "hero-{sku}"\n', "")
+    path = write(catalog, "csv", "sku,title\na1,mug\n", no_ids)
+    (found,) = problems_of(path)
+    assert found.startswith("exports/products.csv:2: has no image and no id")

@@ -62,14 +62,20 @@ def expand_rows(
         row_params, row_problems = _row_params(row, overrides, here)
         problems += row_problems
         fill = _Filler(fields, here)
-        images, image_problems = _images(templates.get("image"), row, fill, here, absolute)
+        images, image_problems = _images(
+            templates.get("image"), row, fill, here, absolute, "image" in export.columns
+        )
         problems += image_problems
         prompt = _pick("prompt", templates, row, fill) or default_prompt
         mask = _pick("mask", templates, row, fill)
         ident = _pick("id", templates, row, fill)
         problems += fill.problems
-        if not images:
+        if image_problems:
             continue
+        if not images:
+            problems += _generation_problems(here, ident, mask)
+            if not ident or mask:
+                continue
         item = Item(
             id=ident or images[0].stem,
             images=tuple(images),
@@ -96,6 +102,18 @@ def expand_rows(
             problems.append(Problem(here, *refused))
         items.append(item)
     return items, problems
+
+
+def _generation_problems(here: str, ident: str | None, mask: str | None) -> list[Problem]:
+    """A row without image is a generation: it needs an id and takes no mask."""
+    problems = []
+    if not ident:
+        fix = "add an id column or id: (a template such as {sku}), or an image column"
+        problems.append(Problem(here, "has no image and no id: a generation needs an id", fix))
+    if mask:
+        fix = "add an image column (the mask marks where to edit it), or remove mask"
+        problems.append(Problem(here, "has a mask but no image", fix))
+    return problems
 
 
 class _Filler:
@@ -140,6 +158,7 @@ def _images(
     fill: _Filler,
     here: str,
     absolute: Absolute,
+    has_column: bool,
 ) -> tuple[list[Path], list[Problem]]:
     literal = template is not None and not any("{" in t for t in template)
     if literal:
@@ -149,6 +168,8 @@ def _images(
         names = list(cell) if isinstance(cell, list) else str(cell).split("|")
     elif template is not None:
         names = [part for t in template for part in fill(t, "image").split("|")]
+    elif not has_column:
+        return [], []  # no image column and no image template: the rows are generations
     else:
         fix = "fill the image column, or give image: (a template such as images/{sku}.jpg)"
         return [], [Problem(here, "has no image (no image column, or it is empty)", fix)]
