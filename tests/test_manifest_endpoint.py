@@ -168,3 +168,23 @@ def test_moderation_needs_a_json_body_on_edits_but_not_on_generations(tmp_path):
         tmp_path, "{body: json}", items=items, defaults="model: gpt-image-1.5, moderation: low"
     )
     assert len(load_plan(path).items) == 2
+
+
+def test_validate_says_the_provider_and_endpoints_and_needs_no_key_for_auth_none(
+    tmp_path, capsys, monkeypatch
+):
+    import json
+
+    from pipeline.cli.main import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    items = "  - image: a.png\n    prompt: p\n  - id: g\n    prompt: q\n"
+    path = job(tmp_path, "{auth: none, headers: {X-Gateway-Key: '${GW}'}}", items=items)
+    assert main(["validate", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["provider"] == "openai" and out["endpoints"] == {"edits": 1, "generations": 1}
+    (warning,) = out["warnings"]  # no key warning: auth none reads no key
+    assert warning.startswith("endpoint.headers.X-Gateway-Key reads ${GW}, which is not set")
+    monkeypatch.setenv("GW", "set")
+    assert main(["validate", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []

@@ -10,6 +10,7 @@ import os
 import sys
 from collections import Counter
 
+from pipeline.core.envvars import references
 from pipeline.core.errors import ManifestError, Problem
 from pipeline.manifest.load import load_plan
 from pipeline.outputs.files import unwritable_reason
@@ -53,6 +54,13 @@ def validate_command(args: argparse.Namespace) -> int:
     needs_key = plan.endpoint.auth != "none"  # auth: none: a gateway signs, no key is read
     key_set = bool(os.environ.get(key_env))
     warnings = []
+    for name, template in plan.endpoint.headers.items():
+        for variable in references(template):
+            if not os.environ.get(variable):
+                warnings.append(
+                    f"endpoint.headers.{name} reads ${{{variable}}}, which is not set: "
+                    f"`editbatch run` would refuse to start; export {variable}"
+                )
     if needs_key and not key_set:
         warnings.append(
             f"{key_env} is not set: `editbatch run` would refuse to start; export the key in "
