@@ -392,3 +392,40 @@ async def test_a_signal_while_waiting_stops_the_polls_and_a_later_run_collects(
         summary = await asyncio.wait_for(waiting, 5)
     assert (summary.exit_code, summary.stats.in_batch) == (143, 2)
     assert events(ledger_of(tmp_path), "run_finished")[-1]["exit_code"] == 143
+
+
+async def test_generations_and_edits_go_in_batches_of_their_own(tmp_path, sim_factory):
+    make_image(tmp_path / "a.png")
+    manifest = write_manifest(
+        tmp_path,
+        [
+            {"id": "edit", "image": "a.png", "prompt": "white backdrop"},
+            {"id": "new", "prompt": "a red mug on white"},
+        ],
+    )
+    async with sim_factory(FAST) as sim:
+        summary = await run(load_plan(manifest), options(sim.base_url, wait=True))
+        stats = await sim.stats()
+    assert summary.exit_code == 0
+    lines = ledger_of(tmp_path)
+    submitted = {
+        r["endpoint"]: [e["item"] for e in r["items"]] for r in events(lines, "batch_submitted")
+    }
+    assert submitted == {"edits": ["edit"], "generations": ["new"]}
+    assert {r["item"]: r["endpoint"] for r in events(lines, "succeeded")} == {
+        "edit": "edits",
+        "new": "generations",
+    }
+    assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)
+
+
+async def test_azure_jobs_are_refused_in_batch_mode_with_a_way_out(tmp_path):
+    from pipeline.core.errors import UsageError
+
+    manifest = simple_job(
+        tmp_path,
+        1,
+        endpoint={"provider": "azure", "base_url": "https://r.openai.azure.com/openai/v1"},
+    )
+    with pytest.raises(UsageError, match="without --batch"):
+        await run(load_plan(manifest), options("http://127.0.0.1:9/v1"))

@@ -38,11 +38,19 @@ class BatchAPI:
         api_key_env: str = "OPENAI_API_KEY",
         attempts: int = 5,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        headers: dict[str, str] | None = None,
+        secrets: tuple[str, ...] = (),
     ):
+        """`headers`: every header a call carries (the route's, with the key in the one its
+        auth names); without them, the key goes as a bearer token. `secrets`: values never
+        to appear in a message (the key is one)."""
         self._session = session
         self._base = base_url.rstrip("/")
         self._api_key = api_key
-        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if headers is None:
+            headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._auth = dict(headers)
+        self._secrets = tuple(s for s in (api_key, *secrets) if s)
         self._key_env = api_key_env
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._attempts = attempts
@@ -175,8 +183,8 @@ class BatchAPI:
         text = f"{resp.method} {resp.url.with_query(None)}: {message}"
         if hint:
             text += f"; {hint}"
-        if self._api_key:
-            text = text.replace(self._api_key, "***")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return cls(
             text,
             http_status=status,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from pipeline.api.providers import Route
 from pipeline.batch.session import BatchSession
 from pipeline.core.errors import UsageError
 from pipeline.core.plan import Plan
@@ -25,6 +26,12 @@ async def run_batch(plan: Plan, options: RunOptions) -> RunSummary:
             "--shard is for interactive runs: a batch job is submitted whole (the provider "
             "runs it in parallel); drop --shard, or run without --batch / mode: batch"
         )
+    if plan.endpoint.provider != "openai":
+        raise UsageError(
+            f"batch mode speaks the OpenAI Batch API; endpoint.provider is "
+            f"{plan.endpoint.provider!r}, whose batches need deployments of their own: run "
+            "this job without --batch / mode: batch"
+        )
     items = select_items(plan, options.only)
     settings = RunSettings.resolve(plan, max_usd=options.max_usd)
     control = options.control or RunControl()
@@ -39,14 +46,15 @@ async def run_batch(plan: Plan, options: RunOptions) -> RunSummary:
                 plan,
                 options,
                 settings,
-                base_url=base_url,
+                route=Route.for_run(plan.endpoint, os.environ, simulated_base=base_url),
                 api_key=SIMULATED_KEY,
                 control=control,
                 simulated=True,
             )
             return await session.execute(items)
+    route = Route.for_run(plan.endpoint, os.environ, base_url=options.base_url)
     api_key = options.api_key or os.environ.get(plan.endpoint.api_key_env)
-    if not api_key:
+    if not api_key and route.needs_key:
         raise UsageError(
             f"{plan.endpoint.api_key_env} is not set: export the API key in that variable "
             "(endpoint.api_key_env names it), or try the job offline with --simulate"
@@ -55,8 +63,8 @@ async def run_batch(plan: Plan, options: RunOptions) -> RunSummary:
         plan,
         options,
         settings,
-        base_url=options.base_url or plan.endpoint.base_url,
-        api_key=api_key,
+        route=route,
+        api_key=api_key if route.needs_key else None,
         control=control,
         simulated=False,
     )

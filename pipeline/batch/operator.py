@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from pipeline.api.batches import BatchAPI
+from pipeline.api.providers import Route
 from pipeline.core.errors import UsageError
 from pipeline.core.plan import Plan
 from pipeline.ledger.status import read_job_state
@@ -54,15 +55,18 @@ async def batch_views(
     batches = state.batches
     if not batches.open:
         return [], batches.collected
-    key = _api_key(plan, api_key)
+    route = Route.for_run(plan.endpoint, os.environ, base_url=base_url)
+    key = _api_key(plan, api_key) if route.needs_key else None
     views = []
     async with aiohttp.ClientSession() as http:
         api = BatchAPI(
             http,
-            base_url or plan.endpoint.base_url,
+            route.base_url,
             key,
             timeout_s=plan.limits.timeout_s,
             api_key_env=plan.endpoint.api_key_env,
+            headers=route.request_headers(key),
+            secrets=route.secrets,
         )
         for batch in batches.open.values():
             info = await api.get_batch(batch.id)

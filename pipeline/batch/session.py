@@ -19,6 +19,7 @@ import aiohttp
 
 from pipeline import __version__
 from pipeline.api.batches import ENDED, BatchAPI
+from pipeline.api.providers import Route
 from pipeline.batch.collect import Collector, stale_downloads
 from pipeline.batch.context import BatchContext
 from pipeline.batch.reconcile import adopt_unrecorded
@@ -29,6 +30,7 @@ from pipeline.core.plan import Item, Plan
 from pipeline.engine.session import prepare_out_dir
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import RunStats, RunSummary, verdict
+from pipeline.ledger.joblock import JobLock
 from pipeline.ledger.resume import Classified, classify
 from pipeline.ledger.scan import ResumeState
 from pipeline.ledger.writer import LedgerWriter, read_ledger
@@ -42,14 +44,15 @@ class BatchSession:
         options: Any,  # engine.runner.RunOptions
         settings: RunSettings,
         *,
-        base_url: str,
-        api_key: str,
+        route: Route,
+        api_key: str | None,
         control: Any,  # engine.runner.RunControl
         simulated: bool,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ):
         self.plan, self.options, self.settings = plan, options, settings
-        self.base_url, self.api_key, self.control = base_url, api_key, control
+        self.route, self.api_key, self.control = route, api_key, control
+        self.base_url = route.base_url
         self.simulated = simulated
         self.observer = options.observer
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
@@ -75,18 +78,30 @@ class BatchSession:
         ledger = self.plan.ledger
         extra = {"simulated": True} if self.simulated else {}
         try:
-            writer = await asyncio.to_thread(
-                LedgerWriter.open, ledger, run_id=self.run_id, extra_fields=extra
-            )
+            # The job's lock, as an interactive run takes it: no shard run of this job may
+            # send its items meanwhile.
+            lock = await asyncio.to_thread(JobLock.acquire, ledger, None)
         except OSError as exc:
             raise UsageError(
-                f"cannot open the ledger {ledger}: {exc.strerror or exc}; fix `ledger:` "
-                "(or output.dir) in the manifest, or the path on disk"
+                f"cannot lock the job beside its ledger {ledger}: {exc.strerror or exc}; fix "
+                "`ledger:` (or output.dir) in the manifest, or the path on disk"
             ) from None
         try:
-            return await self._locked(items, writer)
+            try:
+                writer = await asyncio.to_thread(
+                    LedgerWriter.open, ledger, run_id=self.run_id, extra_fields=extra, locked=True
+                )
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot open the ledger {ledger}: {exc.strerror or exc}; fix `ledger:` "
+                    "(or output.dir) in the manifest, or the path on disk"
+                ) from None
+            try:
+                return await self._locked(items, writer)
+            finally:
+                writer.close()
         finally:
-            writer.close()
+            lock.release()
 
     async def _locked(self, items: list[Item], writer: LedgerWriter) -> RunSummary:
         started = time.monotonic()
@@ -112,6 +127,8 @@ class BatchSession:
                 timeout_s=self.plan.limits.timeout_s,
                 api_key_env=self.plan.endpoint.api_key_env,
                 sleep=self._sleep,
+                headers=self.route.request_headers(self.api_key),
+                secrets=self.route.secrets,
             )
             ctx = BatchContext(
                 plan=self.plan,
