@@ -131,8 +131,6 @@ class Collector:
             "provider": ctx.plan.endpoint.provider,
             "model": item.model,
             "params": dict(item.params),
-            "endpoint": item.endpoint,
-            "provider": "openai",
             "latency_s": None,
             "request_id": result.request_id,
             "usage": recordable_usage(result.usage),
