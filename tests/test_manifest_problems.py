@@ -282,7 +282,7 @@ def test_a_mask_over_the_limit_after_conversion_is_refused(job, tmp_path, monkey
     make_image(tmp_path / "c.png", size=(256, 256))
     noise = Image.frombytes("L", (256, 256), os.urandom(256 * 256))
     noise.save(tmp_path / "noisy.png")  # no alpha: converted, then measured
-    noise.convert("RGBA").save(tmp_path / "as-is.png")  # alpha: sent as it is
+    Image.merge("RGBA", [noise] * 4).save(tmp_path / "as-is.png")  # alpha: sent as it is
     Image.new("L", (256, 256), 255).save(tmp_path / "flat.png")
     path = job(
         "  - {id: noisy, image: c.png, mask: noisy.png, prompt: p}\n"

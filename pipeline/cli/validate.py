@@ -53,6 +53,7 @@ def validate_command(args: argparse.Namespace) -> int:
     endpoints = Counter(item.endpoint for item in plan.items)
     needs_key = plan.endpoint.auth != "none"  # auth: none: a gateway signs, no key is read
     key_set = bool(os.environ.get(key_env))
+    notes = [{"where": where, "message": message} for where, message in plan.notes]
     warnings = []
     for name, template in plan.endpoint.headers.items():
         for variable in references(template):
@@ -77,6 +78,7 @@ def validate_command(args: argparse.Namespace) -> int:
                 "warnings": warnings,
                 "endpoints": dict(sorted(endpoints.items())),
                 "provider": plan.endpoint.provider,
+                "notes": notes,
             }
         )
     else:
@@ -88,4 +90,6 @@ def validate_command(args: argparse.Namespace) -> int:
             f"for {plan.endpoint.provider}",
             flush=True,
         )
+        for note in notes:  # inputs sent turned upright, masks that mark everything
+            print(f"  note: {note['where']}: {note['message']}", flush=True)
     return 0

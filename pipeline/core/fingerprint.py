@@ -91,10 +91,14 @@ def _cache_key(path: Path | str) -> str:
     return os.path.normpath(os.fspath(path))
 
 
-def item_key(item: Item, image_digests: list[str], mask_digest: str | None) -> str:
+def item_key(
+    item: Item, image_digests: list[str], mask_digest: str | None, *, with_finish: bool = True
+) -> str:
     """A hex fingerprint of what the API is asked: input bytes (in order), mask, prompt and
-    every parameter. The id and the file paths stay out, so moving or renaming changes
-    nothing."""
+    every parameter, and what is done to the answer (strict compositing, resizing). The id and
+    the file paths stay out, so moving or renaming changes nothing. `with_finish=False` gives
+    the key of the request alone: the cross-run cache's key, under which one answer serves
+    every way of finishing it."""
     if len(image_digests) != len(item.images):
         raise ValueError(
             f"{item.where or item.id}: {len(image_digests)} image digests for "
@@ -105,13 +109,17 @@ def item_key(item: Item, image_digests: list[str], mask_digest: str | None) -> s
             f"{item.where or item.id}: the mask digest must be given exactly when the item "
             "has a mask"
         )
+    fields = {
+        "images": list(image_digests),
+        "mask": mask_digest,
+        "prompt": item.prompt,
+        "params": dict(item.params),
+    }
+    finish = item.finish.key_part(item.mask is not None) if with_finish else None
+    if finish is not None:  # absent by default: keys from before `output.mask_mode` still hold
+        fields["finish"] = finish
     canonical = json.dumps(
-        {
-            "images": list(image_digests),
-            "mask": mask_digest,
-            "prompt": item.prompt,
-            "params": dict(item.params),
-        },
+        fields,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=True,

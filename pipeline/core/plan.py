@@ -19,6 +19,38 @@ ParamValue = str | int | float | bool
 
 
 @dataclass(frozen=True, slots=True)
+class Finish:
+    """What is done to an answer before it is written (`output:` in the manifest).
+
+    mask_mode: "guide" (the model's image as returned) or "strict" (outside the mask, the
+        input's own pixels, blended over feather_px pixels inside the mask's edge).
+    size: "api" (as returned) or "input" (the first input's width x height: cover, then
+        centre-crop). A strict output always has the input's size.
+    max_drift: an answer whose drift is above this is retried (None: never).
+    """
+
+    mask_mode: str = "guide"
+    feather_px: float = 2
+    size: str = "api"
+    max_drift: float | None = None
+
+    def key_part(self, has_mask: bool) -> dict | None:
+        """What of this changes an item's output files, for its key; None when nothing does,
+        so the keys of items run before these settings existed stay the same."""
+        if self.mask_mode == "strict" and has_mask:
+            return {"mask_mode": "strict", "feather_px": self.feather_px}
+        if self.size == "input":
+            return {"size": "input"}
+        return None
+
+    def changes_pixels(self, has_mask: bool) -> bool:
+        return self.key_part(has_mask) is not None
+
+
+DEFAULT_FINISH = Finish()
+
+
+@dataclass(frozen=True, slots=True)
 class Item:
     id: str
     images: tuple[Path, ...]
@@ -26,6 +58,7 @@ class Item:
     params: Mapping[str, ParamValue]
     mask: Path | None = None
     where: str = ""  # e.g. "items[3]" or "items[2] glob images/*.jpg" (for messages)
+    finish: Finish = DEFAULT_FINISH
 
     @property
     def model(self) -> str:
@@ -121,6 +154,7 @@ class BatchSettings:
 class Output:
     dir: Path
     name: str = "{id}"
+    finish: Finish = DEFAULT_FINISH
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +178,8 @@ class Plan:
     files_checked: bool = True
     mode: str = "interactive"  # interactive | batch (the Batch API, at its price)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    # The cross-run cache's folder (`cache:`), None when off.
+    cache: Path | None = None
+    # What checking the files found worth saying that is not wrong, as (where, message)
+    # pairs: inputs sent turned upright, masks that mark everything.
+    notes: tuple[tuple[str, str], ...] = ()

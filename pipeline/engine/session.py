@@ -115,11 +115,14 @@ class RunSession:
             classify, items, state, cache, out_dir, retry_failed=self.options.retry_failed
         )
         if not self.plan.files_checked:
+            notes: list = []
             problems = await asyncio.to_thread(
-                check_files, classified.pending, self.plan.manifest_path.parent
+                check_files, classified.pending, self.plan.manifest_path.parent, notes
             )
             if problems:
                 raise ManifestError(problems)
+            for note in notes:
+                self.warn(str(note))
         stats = self.stats
         stats.total = len(items)
         stats.done_before = len(classified.done)

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from pipeline.core.errors import Problem
-from pipeline.core.plan import Item, ParamValue
+from pipeline.core.plan import DEFAULT_FINISH, Finish, Item, ParamValue
 from pipeline.cost.models import size_problem
 from pipeline.manifest.schema import FromItem, GlobItem, ImageItem, Params
 from pipeline.manifest.sources import expand_rows
@@ -51,6 +51,7 @@ def expand_items(
     base: Path,
     defaults: dict[str, ParamValue],
     default_prompt: str | None,
+    finish: Finish = DEFAULT_FINISH,
 ) -> tuple[list[Item], list[Problem]]:
     """Plan items in manifest order (a glob's matches sorted), and what is wrong with them."""
     items: list[Item] = []
@@ -79,6 +80,7 @@ def expand_items(
                 params=params,
                 mask=absolute(spec.mask) if spec.mask else None,
                 where=f"items[{index}]",
+                finish=finish,
             )
             problems += _item_problems(item, prompt)
             items.append(item)
@@ -92,6 +94,7 @@ def expand_items(
                 overrides=frozenset(own),
                 default_prompt=default_prompt,
                 absolute=absolute,
+                finish=finish,
             )
             items += rows
             problems += row_problems
@@ -121,6 +124,7 @@ def expand_items(
                 params=params,
                 mask=absolute(_fill(spec.mask, fields)) if spec.mask else None,
                 where=where,
+                finish=finish,
             )
             problems += _item_problems(item, prompt)
             items.append(item)

@@ -60,8 +60,14 @@ def _load(path: str | Path, check_files: bool) -> plan.Plan:
     if spec is None:
         raise ManifestError(problems)
     defaults = request_params(spec.defaults, {})
+    finish = plan.Finish(
+        mask_mode=spec.output.mask_mode,
+        feather_px=spec.output.feather_px,
+        size=spec.output.size,
+        max_drift=spec.output.max_drift,
+    )
     items, item_problems = expand_items(
-        specs, base=base, defaults=defaults, default_prompt=spec.defaults.prompt
+        specs, base=base, defaults=defaults, default_prompt=spec.defaults.prompt, finish=finish
     )
     problems += told_already(item_problems, dropped)
     if not spec.items and not schema_problems:
@@ -73,8 +79,9 @@ def _load(path: str | Path, check_files: bool) -> plan.Plan:
         problems += unpriced_problems(items, prices, data, raw, shown)
     endpoint = build_endpoint(spec.endpoint, problems)
     problems += check_items(items, endpoint)
+    notes: list[Problem] = []
     if check_files:
-        problems += check_input_files(items, base)
+        problems += check_input_files(items, base, notes)
     if problems:
         raise ManifestError(_condense(_in_item_order(problems)))
     out_dir = absolute(base, spec.output.dir or f"{manifest_path.stem}-out")
@@ -84,13 +91,15 @@ def _load(path: str | Path, check_files: bool) -> plan.Plan:
         endpoint=endpoint,
         limits=plan.Limits(**spec.limits.model_dump()),
         budget=plan.Budget(**spec.budget.model_dump()),
-        output=plan.Output(dir=out_dir, name=spec.output.name),
+        output=plan.Output(dir=out_dir, name=spec.output.name, finish=finish),
         ledger=absolute(base, spec.ledger) if spec.ledger else out_dir / "ledger.jsonl",
         items=tuple(items),
         pricing=MappingProxyType({model: _price(price) for model, price in spec.pricing.items()}),
         files_checked=check_files,
         mode=spec.mode,
         batch=plan.BatchSettings(**spec.batch.model_dump()),
+        cache=absolute(base, spec.cache) if spec.cache else None,
+        notes=tuple((note.where, note.message) for note in notes),
     )
 
 

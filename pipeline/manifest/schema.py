@@ -293,6 +293,26 @@ class Batch(Section):
 class Output(Section):
     dir: Text | None = Field(None, description="Default: <manifest stem>-out beside it.")
     name: Text = Field("{id}", description="File stem template: {id}, {stem}, {model}.")
+    mask_mode: Literal["guide", "strict"] = Field(
+        "guide",
+        description="guide: the model's image as returned; strict: outside the mask, the "
+        "input's own pixels (the output has the input's size).",
+    )
+    feather_px: float = Field(
+        2, ge=0, le=64, description="strict: blend width inside the mask's edge, in pixels."
+    )
+    size: Literal["api", "input"] = Field(
+        "api",
+        description="api: the size the API returned; input: the first input's width x height "
+        "(scaled to cover, then centre-cropped).",
+    )
+    max_drift: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="An answer whose drift (0..1, change outside the mask) is above this is "
+        "retried; it counts against max_attempts.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -333,6 +353,11 @@ class Manifest(Section):
     )
     output: Output = Output()
     ledger: Text | None = Field(None, description="Default: <output.dir>/ledger.jsonl.")
+    cache: Text | None = Field(
+        None,
+        description="A folder of answers shared by jobs and runs (~ allowed): an item whose "
+        "request is in it is not sent. Default: off.",
+    )
     items: list[ItemSpec]
 
 

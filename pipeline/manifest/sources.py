@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from pipeline.core.errors import Problem
-from pipeline.core.plan import Item, ParamValue
+from pipeline.core.plan import DEFAULT_FINISH, Finish, Item, ParamValue
 from pipeline.cost.models import size_problem
 from pipeline.manifest.exports import Cell, Export, read_export
 from pipeline.manifest.schema import MAX_IMAGES, FromItem, Params
@@ -40,6 +40,7 @@ def expand_rows(
     overrides: frozenset[str],
     default_prompt: str | None,
     absolute: Absolute,
+    finish: Finish = DEFAULT_FINISH,
 ) -> tuple[list[Item], list[Problem]]:
     """The items of one `from:` entry. `params` are the defaults with the entry's own
     parameters laid over them; `overrides` names the parameters the entry set itself (a row
@@ -83,6 +84,7 @@ def expand_rows(
             params=MappingProxyType({**params, **row_params}) if row_params else shared,
             mask=absolute(mask) if mask else None,
             where=here,
+            finish=finish,
         )
         if not prompt:
             problems.append(

@@ -1,6 +1,8 @@
-"""Checks of the files behind a plan's items, from their headers only: each exists and can be
-read, is a PNG, JPEG or WEBP by its bytes, is within the API's size limits, and each mask has
-its image's size. A file shared by many items is read once.
+"""Checks of the files behind a plan's items: each exists and can be read, is a PNG, JPEG or
+WEBP by its bytes, is within the API's size limits, each mask has its image's size (upright:
+a photo with an EXIF rotation is sent turned) and marks something to edit. Images are judged by
+their headers; masks are decoded once each, to count what they mark. A file shared by many
+items is read once.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pipeline.media.images import (
     converted_mask_bound,
     image_info,
     mask_bytes,
+    mask_edit_pixels,
     mask_is_thresholded,
     mask_sent_as_is,
 )
+from pipeline.media.orient import TURNS
 
 MB = 2**20
 IMAGE_LIMIT = 50 * MB  # per input image
@@ -28,11 +32,16 @@ MASK_LIMIT = 4 * MB  # the mask as sent, after any conversion
 Finding = ImageInfo | tuple[str, str]  # the facts, or (message, fix) of why there are none
 
 
-def check_files(items: list[Item], base: Path) -> list[Problem]:
-    """Every problem with the items' input files; `base` shortens the paths shown."""
+def check_files(items: list[Item], base: Path, notes: list[Problem] | None = None) -> list[Problem]:
+    """Every problem with the items' input files; `base` shortens the paths shown. What is
+    worth knowing but not wrong (an input turned upright, a mask that marks everything) is
+    appended to `notes`, once per file."""
     problems: list[Problem] = []
+    notes = [] if notes is None else notes
     seen: dict[str, Finding] = {}
     mask_sizes: dict[str, int | tuple[str, str]] = {}
+    coverage: dict[str, Problem | None] = {}
+    turned: set[str] = set()
 
     def look(path: Path) -> Finding:
         key = str(path)
@@ -60,6 +69,16 @@ def check_files(items: list[Item], base: Path) -> list[Problem]:
                 )
             if number == 0:
                 first = info
+            if info.orientation != 1 and str(path) not in turned:
+                turned.add(str(path))
+                width, height = info.upright_size
+                notes.append(
+                    Problem(
+                        where,
+                        f"{_shown(path, base)} has EXIF Orientation {info.orientation}: it is "
+                        f"sent {TURNS[info.orientation]}, upright, as {width}x{height}",
+                    )
+                )
         if item.mask is None:
             continue
         where = f"{name}.mask"
@@ -67,17 +86,23 @@ def check_files(items: list[Item], base: Path) -> list[Problem]:
         if isinstance(info, tuple):
             problems.append(Problem(where, *info))
             continue
-        if first is not None and (info.width, info.height) != (first.width, first.height):
+        if first is not None and (info.width, info.height) != first.upright_size:
+            width, height = first.upright_size
+            upright = " upright (as its EXIF Orientation says)" if first.orientation != 1 else ""
             problems.append(
                 Problem(
                     where,
-                    f"{info.width}x{info.height} does not match the image's "
-                    f"{first.width}x{first.height}",
-                    f"a mask must have the image's size: resize it to {first.width}x{first.height}",
+                    f"{info.width}x{info.height} does not match the image's {width}x{height}"
+                    + upright,
+                    f"a mask must have the image's size: resize it to {width}x{height}",
                 )
             )
             continue
         key = str(item.mask)
+        if key not in coverage:
+            coverage[key] = _coverage(item.mask, base, where, notes)
+        if coverage[key] is not None:
+            problems.append(Problem(where, coverage[key].message, coverage[key].fix))
         if key not in mask_sizes:
             mask_sizes[key] = _sent_mask_size(item.mask, info, base)
         size = mask_sizes[key]
@@ -93,6 +118,31 @@ def check_files(items: list[Item], base: Path) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _coverage(path: Path, base: Path, where: str, notes: list[Problem]) -> Problem | None:
+    """The problem of a mask that marks nothing to edit (the model would repaint the photo
+    anyway, and it is paid for); a note for one that marks everything (no mask would do)."""
+    try:
+        edit, total = mask_edit_pixels(path)
+    except (OSError, BadImage) as exc:
+        return Problem(where, *_why_unusable(exc, _shown(path, base)))
+    if edit == 0:
+        return Problem(
+            where,
+            f"{_shown(path, base)} marks no pixel to edit",
+            "white or transparent marks where to edit (black or opaque keeps); draw the area "
+            "to change, or remove mask: to let the model change anything",
+        )
+    if edit == total:
+        notes.append(
+            Problem(
+                where,
+                f"{_shown(path, base)} marks every pixel to edit: it keeps nothing, so the item "
+                "is edited as if it had no mask (drift is not measured)",
+            )
+        )
+    return None
 
 
 def _sent_mask_size(path: Path, info: ImageInfo, base: Path) -> int | tuple[str, str]:

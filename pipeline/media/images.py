@@ -18,6 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.media.orient import orientation, swaps_sides
+
 # Enough for the headers of nearly every file; a longer one (big EXIF, ICC) goes to Pillow.
 HEAD_BYTES = 64 * 1024
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -45,6 +47,14 @@ class ImageInfo:
     height: int
     has_alpha: bool  # an alpha channel or transparency (a PNG tRNS chunk)
     bytes: int  # the file's size
+    orientation: int = 1  # EXIF Orientation: 1 is upright; others are turned before sending
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """Width and height as sent (after turning it upright): what a mask must match."""
+        if swaps_sides(self.orientation):
+            return self.height, self.width
+        return self.width, self.height
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -82,7 +92,11 @@ def image_info(path: str | Path) -> ImageInfo:
     if width <= 0 or height <= 0:
         raise BadImage(f"is a damaged {fmt.upper()}: its header says {width}x{height}")
     _refuse_bombs(width, height)
-    return ImageInfo(fmt, width, height, has_alpha, size)
+    turn = orientation(head, fmt)
+    if turn is None:  # the EXIF goes on past the header bytes (rare): read it all
+        with open(path, "rb") as f:
+            turn = orientation(f.read(), fmt) or 1
+    return ImageInfo(fmt, width, height, has_alpha, size, turn)
 
 
 def mask_sent_as_is(path: str | Path) -> bool:
@@ -134,6 +148,23 @@ def mask_bytes(path: str | Path) -> bytes:
     out = io.BytesIO()
     Image.merge("RGBA", (black, black, black, alpha)).save(out, "PNG")
     return out.getvalue()
+
+
+def mask_edit_pixels(path: str | Path) -> tuple[int, int]:
+    """(pixels the mask marks to edit, all its pixels), read as mask_bytes would send it:
+    alpha 0 is edit; without alpha, light is edit. Blocking: decodes the mask."""
+    info = image_info(path)
+    with _pillow_open(path, info.format) as image:
+        try:
+            if mask_is_thresholded(info):
+                histogram = image.convert("L").histogram()
+                edit = sum(histogram[128:])
+            else:
+                alpha = image if image.mode in ("RGBA", "LA") else image.convert("RGBA")
+                edit = alpha.getchannel("A").histogram()[0]
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise BadImage(f"is a damaged image: {exc}", _REEXPORT) from None
+    return edit, info.width * info.height
 
 
 def _png_header(head: bytes) -> tuple[int, int, bool] | None:

@@ -1,0 +1,88 @@
+"""An answer's images made into the item's outputs: drift measured against the input, then
+strict compositing or the input's size when the manifest asks for them (CONTRACT section 9).
+
+`finish` is blocking (decodes, resamples, encodes): run it in a thread. It holds the input,
+its mask and one answer image decoded at a time, so n > 1 costs time, not memory.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image
+
+from pipeline.core.plan import Finish
+from pipeline.media.composite import cover, encode, keep_region, stretch_to, strict, work_mode
+from pipeline.media.drift import drift as measure_drift
+from pipeline.media.images import sniff_format
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    images: list[bytes]  # the files to write, one per answer image, in order
+    drift: float | None  # the largest drift of the answer's images; None without a mask
+
+
+class TooMuchDrift(ValueError):
+    """The answer changed the kept region more than output.max_drift allows."""
+
+    def __init__(self, drift: float, limit: float):
+        super().__init__(
+            f"the answer changed {drift:.3f} of the pixels the mask keeps (drift), more than "
+            f"output.max_drift {limit:g}"
+        )
+        self.drift = drift
+        self.limit = limit
+
+
+def needs_pixels(finish: Finish, has_mask: bool) -> bool:
+    """Whether finishing decodes anything: drift is measured for every masked item."""
+    return has_mask or finish.size == "input"
+
+
+def finish(
+    settings: Finish,
+    source: bytes,
+    mask: bytes | None,
+    answers: list[bytes],
+    compression: int | None = None,
+) -> Finished:
+    """The outputs of one answer. Raises TooMuchDrift when an image's drift is above
+    settings.max_drift (before any work on the outputs is done)."""
+    if not needs_pixels(settings, mask is not None):
+        return Finished(list(answers), None)
+    with Image.open(io.BytesIO(source)) as opened:
+        base = opened.convert("RGBA" if opened.has_transparency_data else "RGB")
+    keep = None
+    if mask is not None:
+        with Image.open(io.BytesIO(mask)) as opened:
+            keep = stretch_to(keep_region(opened), base.size)
+    strict_mode = settings.mask_mode == "strict" and keep is not None
+    outputs: list[bytes] = []
+    worst: float | None = None
+    for data in answers:
+        fmt = sniff_format(data[:16]) or "png"
+        with Image.open(io.BytesIO(data)) as opened:
+            answer = opened.convert(work_mode(base, opened, fmt))
+        if keep is not None:
+            scaled = stretch_to(answer, base.size)
+            value = measure_drift(base, scaled, keep)
+            if value is not None:
+                worst = value if worst is None else max(worst, value)
+                if settings.max_drift is not None and value > settings.max_drift:
+                    raise TooMuchDrift(value, settings.max_drift)
+            if strict_mode:
+                outputs.append(
+                    encode(
+                        strict(base.convert(scaled.mode), scaled, keep, settings.feather_px),
+                        fmt,
+                        compression,
+                    )
+                )
+                continue
+        if settings.size == "input":
+            outputs.append(encode(cover(answer, base.size), fmt, compression))
+        else:
+            outputs.append(data)
+    return Finished(outputs, None if worst is None else round(worst, 6))
