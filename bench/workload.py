@@ -85,12 +85,15 @@ def input_images(kind: str, distinct: int, count: int) -> tuple[Path, ...]:
 
 
 def opaque_mask(kind: str) -> Path:
-    """An RGBA mask that keeps every pixel: the simulated edit returns the input's pixels, so
-    the output is as large as the input."""
-    path = work_dir() / "inputs" / f"mask-{kind}.png"
+    """An RGBA mask that keeps every pixel but the top-left one (a mask must mark something to
+    edit): the simulated edit returns the input's pixels, so the output is as large as the
+    input."""
+    path = work_dir() / "inputs" / f"mask1-{kind}.png"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGBA", SIZES[kind], (0, 0, 0, 255)).save(path, "PNG")
+        mask = Image.new("RGBA", SIZES[kind], (0, 0, 0, 255))
+        mask.putpixel((0, 0), (0, 0, 0, 0))
+        mask.save(path, "PNG")
     return path
 
 

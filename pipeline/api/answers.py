@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.api.vocabulary import bad_key, moderated, quota_spent
 from pipeline.core.errors import (
+    AnswerRejected,
     AttemptError,
     FatalError,
     PermanentError,
@@ -78,6 +79,8 @@ def cause_of(exc: AttemptError) -> str:
     """A short cause for the ledger and the retry counts of a run's summary."""
     if isinstance(exc, RateLimited):
         return "rate_limit"
+    if isinstance(exc, AnswerRejected):
+        return "drift"
     if exc.transport == "timeout":
         return "timeout"
     if exc.transport is not None:

@@ -167,7 +167,7 @@ class AnswerCache:
 
 
 def parse_age(text: str) -> float:
-    """"30d" -> seconds; units s, m, h, d, w. ValueError saying how to write it."""
+    """ "30d" -> seconds; units s, m, h, d, w. ValueError saying how to write it."""
     match = _DURATION.match(text)
     if not match:
         raise ValueError(f"{text!r} is not an age; write a number and a unit, e.g. 30d, 12h, 2w")

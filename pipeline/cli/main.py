@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--seed", type=int, default=None, help="seed for backoff jitter and the simulator"
     )
+    caching = run.add_mutually_exclusive_group()
+    caching.add_argument(
+        "--cache", type=Path, metavar="DIR", help="the cross-run cache's folder (over cache:)"
+    )
+    caching.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the cross-run cache"
+    )
 
     validate = sub.add_parser(
         "validate", allow_abbrev=False, help="check the manifest and every input; send nothing"
@@ -166,6 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cli.add_arguments(simulate)
 
     sub.add_parser("schema", allow_abbrev=False, help="print the manifest's JSON Schema")
+
+    cache = sub.add_parser(
+        "cache", allow_abbrev=False, help="the cross-run cache: what it holds, pruning"
+    )
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    stats = cache_sub.add_parser("stats", allow_abbrev=False, help="entries, images, bytes")
+    stats.add_argument("where", type=Path, metavar="DIR_OR_MANIFEST")
+    stats.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    prune = cache_sub.add_parser(
+        "prune", allow_abbrev=False, help="remove entries not used for a while"
+    )
+    prune.add_argument("where", type=Path, metavar="DIR_OR_MANIFEST")
+    prune.add_argument(
+        "--older-than",
+        required=True,
+        metavar="AGE",
+        help="unused (stored or hit) for longer than this: 30d, 12h, 2w, 90m",
+    )
     return parser
 
 
@@ -302,6 +327,42 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return sim_cli.run(args)
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from pipeline.cache.store import AnswerCache, parse_age
+
+    where = args.where
+    if where.suffix.lower() in (".yaml", ".yml"):
+        from pipeline.manifest.load import load_plan
+
+        plan = load_plan(where, check_files=False)
+        if plan.cache is None:
+            raise UsageError(f"{where} has no `cache:`; give the cache's folder instead")
+        where = plan.cache
+    elif not where.is_dir():
+        raise UsageError(f"{where}: no such folder; give the cache's folder or a manifest")
+    cache = AnswerCache(where)
+    if args.cache_command == "stats":
+        stats = cache.stats()
+        if args.json:
+            _print_json({"cache": str(where), **stats.to_json()})
+        else:
+            facts = stats.to_json()
+            print(
+                f"{where}: {stats.entries} answer(s), {stats.images} image(s), "
+                f"{stats.bytes / 2**20:.1f} MB; last used from {facts['oldest_use'] or '-'} "
+                f"to {facts['newest_use'] or '-'}",
+                flush=True,
+            )
+        return 0
+    try:
+        age = parse_age(args.older_than)
+    except ValueError as exc:
+        raise UsageError(f"--older-than: {exc}") from None
+    removed, freed = cache.prune(age)
+    print(f"{where}: removed {removed} answer(s), {freed / 2**20:.1f} MB", flush=True)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.cli.run import run_command
 
@@ -316,4 +377,5 @@ COMMANDS = {
     "batch": cmd_batch,
     "simulate": cmd_simulate,
     "schema": cmd_schema,
+    "cache": cmd_cache,
 }

@@ -53,6 +53,8 @@ def run_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch=args.batch,
         wait=args.wait,
+        cache=args.cache,
+        no_cache=args.no_cache,
     )
     if args.wait and not (args.batch or plan.mode == "batch"):
         raise UsageError("--wait is for batch mode: add --batch, or set mode: batch")

@@ -8,7 +8,9 @@
     └── AttemptError          one HTTP attempt did not give usable images
         ├── RetryableError    408, 409, 5xx, timeouts, resets, unusable 200 bodies -> retry
         │                     (an unusable 200 is `billed`: its cost is recorded all the same)
-        │   └── RateLimited   429 rate limit -> pause the whole pool, then retry
+        │   ├── RateLimited   429 rate limit -> pause the whole pool, then retry
+        │   └── AnswerRejected a usable answer refused (drift over output.max_drift) -> retry;
+        │                     billed, and the model's doing: never a sign of an outage
         ├── PermanentError    400, 413, 422 (moderation, bad parameters) -> fail the item
         └── FatalError        401, 403, 404, 429 quota spent -> abort the run (exit 4)
 
@@ -108,6 +110,32 @@ class RetryableError(AttemptError):
 
 class RateLimited(RetryableError):
     """A 429 rate limit: the whole pool waits for the server's retry-after."""
+
+
+class AnswerRejected(RetryableError):
+    """The provider answered and billed, but the answer is not good enough for the item (its
+    drift is over `output.max_drift`). Retried and counted against max_attempts; the gates saw
+    the attempt succeed, so it never slows the pool or opens the outage circuit."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        usage: object,
+        charge: object,  # cost.usage.Charge of the answer
+        drift: float | None = None,
+        request_id: str | None = None,
+    ):
+        super().__init__(
+            message,
+            http_status=200,
+            type="answer_rejected",
+            request_id=request_id,
+            billed=True,
+            usage=usage,
+        )
+        self.charge = charge
+        self.drift = drift
 
 
 class PermanentError(AttemptError):

@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 
 from pipeline.api.client import EditResponse, EditsClient
+from pipeline.cache.store import AnswerCache
 from pipeline.core.errors import AttemptError, FatalError, PermanentError, RetryableError
 from pipeline.core.plan import Item, Plan
 from pipeline.cost.pricing import Price, price_of
 from pipeline.cost.usage import Charge
+from pipeline.engine.finishing import ANSWERS, FREE, Finisher
 from pipeline.engine.gates import Gates
 from pipeline.engine.prepare import Prepared, Preparer, write_outputs
 from pipeline.engine.record import Recorder
 from pipeline.engine.retry import Tally, retrying
 from pipeline.engine.stops import StopDispatch, Stops
+from pipeline.media.finish import Finished
 
 
 class Attempts:
@@ -36,6 +40,7 @@ class Attempts:
         recorder: Recorder,
         rng: random.Random,
         backoff_base_s: float,
+        warn: Callable[[str], None] = lambda text: None,
     ):
         self.plan = plan
         self.prices = prices
@@ -45,6 +50,7 @@ class Attempts:
         self.rng = rng
         self.backoff_base_s = backoff_base_s
         self.preparer = Preparer(plan, prices)
+        self.finisher = Finisher(AnswerCache(plan.cache) if plan.cache else None, warn)
         self.client: EditsClient | None = None  # set by the pool when its session opens
         # items whose attempts all failed without an answer from the API: left pending
         self.unanswered: list[str] = []
@@ -59,6 +65,10 @@ class Attempts:
             await self.recorder.failed(item.id, None, "permanent", None, message, 0)
             return
         try:
+            hit = await self.finisher.from_cache(prepared)
+            if hit is not None:  # paid for by an earlier run or job: nothing is sent
+                await self._succeeded(prepared, *hit, 0.0, 0)
+                return
             await self._send(prepared)
         finally:
             # tenacity's retrying object and its call state refer to each other: a cycle only
@@ -89,6 +99,8 @@ class Attempts:
                         with attempt:
                             number = made + attempt.retry_state.attempt_number
                             response, latency = await self._attempt(prepared, tally)
+                            charge = self._charge(prepared, response.usage, usable=True)
+                            finished = await self.finisher.finish(prepared, response, charge, tally)
                     break
                 except RetryableError as exc:
                     # The last attempt failed in a streak that may yet turn out an outage's.
@@ -117,7 +129,7 @@ class Attempts:
                 attempt.retry_state.outcome = None  # the traceback holds this frame's locals
         # Writing outputs and the verdict is shielded: a cancellation (the grace period ending)
         # must not leave a paid answer unrecorded.
-        task = asyncio.create_task(self._succeeded(prepared, response, latency, number))
+        task = asyncio.create_task(self._succeeded(prepared, response, finished, latency, number))
         self.finalizers.add(task)
         task.add_done_callback(self.finalizers.discard)
         await asyncio.shield(task)
@@ -158,14 +170,23 @@ class Attempts:
         self.recorder.attempt_failed(prepared, exc, number, retry_state.upcoming_sleep)
 
     async def _succeeded(
-        self, prepared: Prepared, response: EditResponse, latency: float, attempt: int
+        self,
+        prepared: Prepared,
+        response: EditResponse,
+        finished: Finished,
+        latency: float,
+        attempt: int,  # 0: from the cross-run cache, nothing paid
     ) -> None:
         item = prepared.item
         # The answer was billed whether or not its outputs can be written: the verdict line
         # carries the cost either way, so the ledger's spend is the provider's bill.
-        charge = self._charge(prepared, response.usage, usable=True)
+        cached = attempt == 0
+        charge = FREE if cached else self._charge(prepared, response.usage, usable=True)
         try:
-            outputs = await write_outputs(self.plan, item, response.images)
+            outputs = await write_outputs(self.plan, item, finished.images)
+            answers = None
+            if finished.answers is not None:  # strict: what the model drew, for review
+                answers = await write_outputs(self.plan, item, finished.answers, ANSWERS)
         except ValueError as exc:  # the output name leaves the folder (a symlink, say)
             message = f"cannot write the output: {exc}"
             await self.recorder.failed(
@@ -199,9 +220,19 @@ class Attempts:
             )
             return
         await self.recorder.succeeded(
-            prepared, response, outputs, attempt=attempt, latency_s=latency, charge=charge
+            prepared,
+            response,
+            outputs,
+            attempt=attempt,
+            latency_s=latency,
+            charge=charge,
+            drift=finished.drift,
+            cached=cached,
+            answers=answers,
         )
-        self.gates.observe_latency(latency)
+        if not cached:
+            self.gates.observe_latency(latency)
+            await self.finisher.remember(prepared, response)
 
 
 # Transport errors with which the API never answered: no status, no body.

@@ -84,6 +84,7 @@ class Pool:
             recorder=Recorder(writer, stats, changed, provider=route.provider),
             rng=rng,
             backoff_base_s=backoff_base_s,
+            warn=warn,
         )
 
     @property

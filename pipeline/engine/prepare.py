@@ -1,8 +1,9 @@
 """Turning an item into the bytes of its request, and a response into output files.
 
-Preparing reads each input once (in a thread), hashes what it read (so the key is the key of
-the bytes sent), converts a mask without alpha once per run, and prices the request's worst
-case for the budget. Writing stores each returned image atomically under its output name.
+Preparing reads each input once (in a thread), hashes what it read (the key is the key of the
+files), turns a photo with an EXIF rotation upright, converts a mask without alpha once per
+run, and prices the request's worst case for the budget. Writing stores each returned image
+atomically under its output name.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipeline.cost.estimate import estimate_item
 from pipeline.cost.pricing import Price, TokenCounts
 from pipeline.cost.usage import Charge, charge
 from pipeline.media.images import content_type, has_alpha_channel, mask_bytes, sniff_format
+from pipeline.media.orient import upright
 from pipeline.outputs.files import extension, render_stem, safe_join, write_atomic
 
 _MASK_CACHE_SIZE = 64
@@ -33,6 +35,7 @@ _MASK_CACHE_SIZE = 64
 class Prepared:
     item: Item
     key: str
+    cache_key: str  # the request's alone (without output.mask_mode/size): the answer cache's
     request: EditRequest
     inputs: list[dict]  # ledger `inputs` entries
     worst_usd: float  # reserved against the budget before each attempt (0 when unpriced)
@@ -69,9 +72,10 @@ class Preparer:
             fmt = sniff_format(data[:16])
             if fmt is None:
                 raise ValueError(f"{path.name} is not a PNG, JPEG or WEBP image")
-            with Image.open(io.BytesIO(data)) as image:
+            sent = upright(data, fmt)  # the same bytes unless EXIF says it is turned
+            with Image.open(io.BytesIO(sent)) as image:
                 dims.append(image.size)
-            files.append((path.name, data, content_type(fmt)))
+            files.append((path.name, sent, content_type(fmt)))
             digests.append(digest)
         inputs = [self._record(d, "image") for d in digests]
         mask = None
@@ -81,12 +85,14 @@ class Preparer:
             mask_sha = digest.sha256
             inputs.append(self._record(digest, "mask"))
             mask = (item.mask.with_suffix(".png").name, self._mask(item.mask, digest, original))
-        key = item_key(item, [d.sha256 for d in digests], mask_sha)
+        shas = [d.sha256 for d in digests]
+        key = item_key(item, shas, mask_sha)
         estimate = estimate_item(item, dims, self.prices)
         request = EditRequest(params=dict(item.params), prompt=item.prompt, images=files, mask=mask)
         return Prepared(
             item=item,
             key=key,
+            cache_key=item_key(item, shas, mask_sha, with_finish=False),
             request=request,
             inputs=inputs,
             worst_usd=estimate.worst_usd or 0.0,

@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.api.answers import cause_of
 from pipeline.api.client import EditResponse
-from pipeline.core.errors import AttemptError
+from pipeline.core.errors import AnswerRejected, AttemptError
 from pipeline.cost.usage import Charge, recordable_usage
 from pipeline.engine.prepare import Prepared
 from pipeline.engine.summary import RunStats
@@ -51,6 +51,8 @@ class Recorder:
             "retry_in_s": None if retry_in_s is None else round(retry_in_s, 3),
         }
         fields.update(self._spend(exc.charge, exc.usage))
+        if isinstance(exc, AnswerRejected):
+            fields["drift"] = exc.drift
         self.writer.write("attempt_failed", **fields)
         self._changed()
 
@@ -72,6 +74,8 @@ class Recorder:
         attempt: int,
         latency_s: float,
         charge: Charge,
+        drift: float | None = None,
+        cached: bool = False,
     ) -> None:
         item = prepared.item
         fields: dict[str, Any] = {
@@ -92,6 +96,10 @@ class Recorder:
             fields["returned"] = len(outputs)
         if charge.estimated and prepared.approximate:
             fields["cost_approximate"] = True  # a free size's tokens, scaled by area
+        if drift is not None:
+            fields["drift"] = drift
+        if cached:  # outputs from the cross-run cache: nothing was sent or paid
+            fields["cached"] = True
         await self.writer.awrite("succeeded", **fields)
         stats = self.stats
         stats.succeeded += 1
@@ -122,6 +130,8 @@ class Recorder:
                 charge, usage = exc.charge, exc.usage
         error["message"] = message
         spend = self._spend(charge, usage)
+        if isinstance(exc, AnswerRejected):
+            spend["drift"] = exc.drift
         await self.writer.awrite(
             "failed", item=item_id, key=key, attempts=attempts, error=error, **spend
         )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from pipeline.api.providers import Route
@@ -44,6 +45,8 @@ class RunOptions:
     observer: Observer | None = None
     control: RunControl | None = None
     seed: int | None = None  # backoff jitter; None = random
+    cache: Path | None = None  # the cross-run cache's folder over the manifest's `cache:`
+    no_cache: bool = False  # neither read nor write the cache, whatever the manifest says
     backoff_base_s: float = 1.0  # first retry waits up to this (full jitter), doubling after
     probe_cap_s: float = 60.0  # while the provider fails, probes are at most this far apart
     batch: bool = False  # through the Batch API (as `mode: batch`); see pipeline.batch
@@ -94,6 +97,8 @@ async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
     """Run (or resume) the plan. Raises UsageError for what makes it impossible to start
     (exit 2); every other outcome is in the returned summary's `exit_code`."""
     options = options or RunOptions()
+    if options.no_cache or options.cache is not None:
+        plan = replace(plan, cache=None if options.no_cache else options.cache)
     items = select_items(plan, options.only, options.shard)
     settings = RunSettings.resolve(
         plan,
