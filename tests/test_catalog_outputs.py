@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import os
 import random
+import re
+import time
 
 import pytest
 from aiohttp import web
 from helpers import read_ledger_lines, write_manifest
 from PIL import Image
 
+from pipeline.cache.store import AnswerCache
+from pipeline.cli.main import main
 from pipeline.core.errors import ManifestError
 from pipeline.engine.runner import RunOptions, run
 from pipeline.manifest.load import load_plan
+from pipeline.report.aggregate import load_sources, summarize
+from pipeline.report.html import write_html
+from pipeline.report.text import render_text
 
 USAGE = {
     "input_tokens": 300,
@@ -276,3 +285,58 @@ async def test_changing_the_mask_mode_runs_the_item_again(tmp_path, provider):
     again, _ = strict_job(tmp_path, {"mask_mode": "guide"})
     summary = await run(load_plan(again), options(provider))
     assert provider.requests == 2 and summary.stats.succeeded == 1
+
+
+async def test_strict_items_keep_the_models_answer_and_the_report_shows_it(tmp_path, provider):
+    manifest, _ = strict_job(tmp_path)
+    await run(load_plan(manifest), options(provider))
+    (done,) = [
+        r
+        for r in read_ledger_lines(tmp_path / "job-out" / "ledger.jsonl")
+        if r["event"] == "succeeded"
+    ]
+    assert [a["path"] for a in done["answers"]] == ["answers/sku.png"]
+    with Image.open(tmp_path / "job-out" / "answers" / "sku.png") as answer:
+        assert answer.size == (1024, 1024)  # as the model returned it
+    warnings: list[str] = []
+    plan, records = load_sources([manifest], warnings)
+    report = summarize(records, plan, warnings)
+    assert report.drift["items"] == 1 and report.drift["max"] == done["drift"]
+    assert report.drift["median"] == done["drift"]
+    assert "drift" in render_text(report)
+    page = tmp_path / "report.html"
+    write_html(report, records, plan, page)
+    html = page.read_text()
+    article = html[html.index('id="item-sku"') :]
+    roles = re.findall(r'<figure class="(\w+)"', article)
+    assert roles == ["input", "mask", "answer", "output"]  # side by side, in that order
+    assert 'data-sort-drift="' in html
+
+
+def test_cache_stats_and_prune_on_the_command_line(tmp_path, capsys):
+    cache = AnswerCache(tmp_path / "cache")
+    key_old, key_new = "a" * 64, "b" * 64
+    assert cache.put(key_old, [b"\x89PNG old"], model="m", usage=None)
+    assert not cache.put(key_old, [b"\x89PNG again"], model="m", usage=None)  # kept the first
+    assert cache.put(key_new, [b"\x89PNG new", b"\x89PNG two"], model="m", usage=USAGE)
+    meta = cache.answers / "aa" / key_old / "answer.json"
+    long_ago = time.time() - 40 * 86400
+    os.utime(meta, (long_ago, long_ago))
+    assert main(["cache", "stats", str(tmp_path / "cache"), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["entries"], stats["images"]) == (2, 3)
+    assert main(["cache", "prune", str(tmp_path / "cache"), "--older-than", "30d"]) == 0
+    assert "removed 1 answer(s)" in capsys.readouterr().out
+    assert cache.get(key_old) is None
+    assert cache.get(key_new).images == [b"\x89PNG new", b"\x89PNG two"]
+    assert main(["cache", "prune", str(tmp_path / "cache"), "--older-than", "soon"]) == 2
+    assert "--older-than: 'soon' is not an age" in capsys.readouterr().err
+
+
+def test_a_damaged_cache_entry_is_a_miss_and_is_removed(tmp_path):
+    cache = AnswerCache(tmp_path)
+    key = "c" * 64
+    cache.put(key, [b"\x89PNG data"], model="m", usage=None)
+    (cache.answers / "cc" / key / "1.img").write_bytes(b"tampered")
+    assert cache.get(key) is None
+    assert not (cache.answers / "cc" / key).exists()

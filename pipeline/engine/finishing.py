@@ -24,6 +24,7 @@ from pipeline.media.images import sniff_format
 
 FINISHING = 4
 NO_STREAK = -1  # circuit streaks count from 0: this one never opened the circuit
+ANSWERS = "answers/"  # where strict items keep the model's own images, in the output folder
 FREE = Charge(cost_usd=0.0, counts=TokenCounts())  # what an answer from the cache costs
 
 

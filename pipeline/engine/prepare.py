@@ -133,11 +133,14 @@ def _read(path: Path) -> tuple[bytes, FileDigest]:
     return data, FileDigest(Path(path), len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
 
 
-async def write_outputs(plan: Plan, item: Item, images: list[bytes]) -> list[dict]:
-    """Store each returned image under the item's output name; ledger `outputs` entries.
+async def write_outputs(
+    plan: Plan, item: Item, images: list[bytes], folder: str = ""
+) -> list[dict]:
+    """Store each image under the item's output name (in `folder`, e.g. "answers/", inside the
+    output folder); ledger `outputs` entries.
 
-    The extension follows the bytes the server sent (a proxy may ignore output_format), so a
-    file's name never lies about its content; the bytes are never re-encoded.
+    The extension follows the bytes (a proxy may ignore output_format), so a file's name never
+    lies about its content; only `output.mask_mode: strict` or `size: input` re-encode them.
     """
     out_dir = plan.output.dir
     stem = render_stem(plan.output.name, item)
@@ -145,7 +148,7 @@ async def write_outputs(plan: Plan, item: Item, images: list[bytes]) -> list[dic
     for number, data in enumerate(images, start=1):
         fmt = sniff_format(data[:16]) or item.output_format
         suffix = f"-{number}" if len(images) > 1 else ""
-        path = safe_join(out_dir, f"{stem}{suffix}.{extension(fmt)}")
+        path = safe_join(out_dir, f"{folder}{stem}{suffix}.{extension(fmt)}")
         written = await asyncio.to_thread(write_atomic, path, data)
         records.append(written.record(out_dir))
     return records

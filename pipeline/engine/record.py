@@ -76,6 +76,7 @@ class Recorder:
         charge: Charge,
         drift: float | None = None,
         cached: bool = False,
+        answers: list[dict] | None = None,
     ) -> None:
         item = prepared.item
         fields: dict[str, Any] = {
@@ -100,6 +101,8 @@ class Recorder:
             fields["drift"] = drift
         if cached:  # outputs from the cross-run cache: nothing was sent or paid
             fields["cached"] = True
+        if answers is not None:  # strict: the model's images before compositing
+            fields["answers"] = answers
         await self.writer.awrite("succeeded", **fields)
         stats = self.stats
         stats.succeeded += 1

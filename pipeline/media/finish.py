@@ -22,6 +22,7 @@ from pipeline.media.images import sniff_format
 class Finished:
     images: list[bytes]  # the files to write, one per answer image, in order
     drift: float | None  # the largest drift of the answer's images; None without a mask
+    answers: list[bytes] | None = None  # strict: the model's images as they came, for review
 
 
 class TooMuchDrift(ValueError):
@@ -85,4 +86,5 @@ def finish(
             outputs.append(encode(cover(answer, base.size), fmt, compression))
         else:
             outputs.append(data)
-    return Finished(outputs, None if worst is None else round(worst, 6))
+    drift = None if worst is None else round(worst, 6)
+    return Finished(outputs, drift, list(answers) if strict_mode else None)

@@ -131,6 +131,10 @@ class Report:
     batches: list[BatchRow] = field(default_factory=list)  # batch mode
     # done items by where they went: "edits · openai", "generations · azure"
     done_by_route: dict[str, int] = field(default_factory=dict)
+    # Done items' drift (change outside the mask, 0..1): how many have one, median, max, and
+    # the worst few as {item, drift}.
+    drift: dict = field(default_factory=dict)
+    cached: int = 0  # done items whose outputs came from the cross-run cache
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -175,6 +179,7 @@ def summarize(
     latencies = sorted(float(r["latency_s"]) for r in succeeded if r.get("latency_s") is not None)
     runs = _runs(records)
     wall_s = _busy_seconds(runs)
+    done = [latest[i] for i in ids if item_state(latest.get(i)) == "done"]
     return Report(
         items=items,
         failed_by_class=dict(Counter(str(_error(r).get("class")) for r in failed).most_common()),
@@ -205,6 +210,8 @@ def summarize(
                 if item_state(latest.get(i)) == "done"
             ).most_common()
         ),
+        drift=_drift(done),
+        cached=sum(1 for r in done if r.get("cached")),
     )
 
 
@@ -216,6 +223,25 @@ def item_route(final: dict | None, item: Item | None, plan: Plan | None) -> str:
     if item is not None and plan is not None:
         return f"{item.endpoint} · {plan.endpoint.provider}"
     return ""
+
+
+def _drift(done: list[dict], worst: int = 5) -> dict:
+    """Median and max of the done items' drift, and the worst few (for the text report)."""
+    values = sorted(
+        ((float(r["drift"]), r["item"]) for r in done if isinstance(r.get("drift"), int | float)),
+        reverse=True,
+    )
+    if not values:
+        return {}
+    ordered = sorted(v for v, _ in values)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return {
+        "items": len(values),
+        "median": round(median, 6),
+        "max": values[0][0],
+        "worst": [{"item": item, "drift": value} for value, item in values[:worst]],
+    }
 
 
 def item_state(final: dict | None) -> str:

@@ -59,7 +59,7 @@ def write_html(
     out_dir = out_dir or (plan.output.dir if plan else None)
     inputs_dir = inputs_dir or (plan.manifest_path.parent if plan else None)
     views = item_views(records, plan, out_dir, inputs_dir)
-    pictures = {(p.path, p.mask) for v in views for p in v.inputs + v.outputs if p.path}
+    pictures = {(p.path, p.mask) for v in views for p in v.inputs + v.answers + v.outputs if p.path}
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         keys = list(pictures)
         thumbs = dict(zip(keys, pool.map(lambda k: thumbnail(*k), keys), strict=True))
@@ -239,6 +239,7 @@ def _item_html(view: ItemView, thumbs: dict, page_dir: Path) -> str:
         )
         reason = f'<p class="reason"><b>{head}</b> {escape(str(err.get("message") or ""))}</p>'
     figures = [_figure(p, thumbs, page_dir) for p in view.inputs]
+    figures += [_figure(p, thumbs, page_dir, output=True, answer=True) for p in view.answers]
     figures += [_figure(p, thumbs, page_dir, output=True) for p in view.outputs]
     plain = [p for p in view.inputs if not p.mask]
     if plain and view.outputs and plain[0].path and view.outputs[0].path:
@@ -255,9 +256,11 @@ def _item_html(view: ItemView, thumbs: dict, page_dir: Path) -> str:
     )
 
 
-def _figure(pic: Picture, thumbs: dict, page_dir: Path, output: bool = False) -> str:
+def _figure(
+    pic: Picture, thumbs: dict, page_dir: Path, output: bool = False, answer: bool = False
+) -> str:
     thumb: Thumb | None = thumbs.get((pic.path, pic.mask)) if pic.path else None
-    role = "output" if output else ("mask" if pic.mask else "input")
+    role = "answer" if answer else "output" if output else ("mask" if pic.mask else "input")
     size = ""
     if thumb is None:
         what = "missing" if pic.path is None or not pic.path.exists() else "unreadable"

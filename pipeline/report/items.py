@@ -30,6 +30,9 @@ class ItemView:
     route: str = ""  # e.g. "generations · azure": the endpoint and provider it went to
     inputs: list[Picture] = field(default_factory=list)
     outputs: list[Picture] = field(default_factory=list)
+    # strict items: the model's images as it returned them, before the input's pixels went
+    # back outside the mask (shown between the mask and the final output)
+    answers: list[Picture] = field(default_factory=list)
 
 
 def _shown(path: Path, base: Path | None) -> str:
@@ -74,6 +77,11 @@ def item_views(
                 label = "output" if len(outputs) == 1 else f"output {k + 1}"
                 shown = _shown(Path(out["path"]), out_dir)
                 view.outputs.append(Picture(label, shown, _placed(str(out["path"]), out_dir)))
+            answers = final.get("answers") or []
+            for k, out in enumerate(answers):
+                label = "model's answer" if len(answers) == 1 else f"model's answer {k + 1}"
+                shown = _shown(Path(out["path"]), out_dir)
+                view.answers.append(Picture(label, shown, _placed(str(out["path"]), out_dir)))
         views.append(view)
     return views
 

@@ -47,6 +47,18 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         ("latency", f"p50 {_secs(lat['p50'])}, p95 {_secs(lat['p95'])}, max {_secs(lat['max'])}"),
         ("throughput", _rate(report.per_minute) + " items/min"),
     ]  # fmt: skip
+    if report.drift:
+        d = report.drift
+        worst = ", ".join(f"{w['item']} {w['drift']:.3f}" for w in d["worst"])
+        rows.append(
+            (
+                "drift",
+                f"median {d['median']:.3f}, max {d['max']:.3f} over {d['items']} masked "
+                f"item(s) (change outside the mask, 0-1); worst: {worst}",
+            )
+        )
+    if report.cached:
+        rows.append(("from the cache", f"{report.cached} item(s), nothing sent or paid"))
     if report.short_answers:
         shown = ", ".join(report.short_answers[:10])
         more = len(report.short_answers) - 10
