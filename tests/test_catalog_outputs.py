@@ -29,6 +29,7 @@ from pipeline.manifest.load import load_plan
 from pipeline.report.aggregate import load_sources, summarize
 from pipeline.report.html import write_html
 from pipeline.report.text import render_text
+from pipeline.simulator import SimConfig
 
 USAGE = {
     "input_tokens": 300,
@@ -75,7 +76,7 @@ async def provider():
     await runner.cleanup()
 
 
-def options(provider, **more) -> RunOptions:
+def options(provider, **more) -> RunOptions:  # the repainting provider, or the simulator
     return RunOptions(
         base_url=provider.base_url, api_key="sk-test", backoff_base_s=0.001, seed=1, **more
     )
@@ -340,3 +341,57 @@ def test_a_damaged_cache_entry_is_a_miss_and_is_removed(tmp_path):
     (cache.answers / "cc" / key / "1.img").write_bytes(b"tampered")
     assert cache.get(key) is None
     assert not (cache.answers / "cc" / key).exists()
+
+
+@pytest.mark.parametrize("drift_by", ["config", "script"])
+async def test_against_the_simulator_that_repaints_everything(tmp_path, sim_factory, drift_by):
+    manifest, source = strict_job(tmp_path)
+    if drift_by == "script":  # one request repainted by the prompt's directive
+        text = manifest.read_text().replace("green backdrop", "green backdrop [sim:repaint]")
+        manifest.write_text(text)
+    config = SimConfig(outside_drift=1.0 if drift_by == "config" else 0.0)
+    async with sim_factory(config) as sim:
+        summary = await run(load_plan(manifest), options(sim))
+    assert summary.exit_code == 0
+    with Image.open(tmp_path / "job-out" / "sku.png") as opened:
+        out = opened.convert("RGB")
+    assert kept_pixels(out) == kept_pixels(source)
+    with Image.open(tmp_path / "job-out" / "answers" / "sku.png") as opened:
+        answer = opened.convert("RGB").resize(SIZE, Image.Resampling.LANCZOS)
+    deep = [(x, y) for x in range(BOX[0] + 3, BOX[2] - 3) for y in range(BOX[1] + 3, BOX[3] - 3)]
+    assert [out.getpixel(p) for p in deep] == [answer.getpixel(p) for p in deep]
+    assert kept_pixels(answer) != kept_pixels(source)  # the model did change them
+    (done,) = [
+        r
+        for r in read_ledger_lines(tmp_path / "job-out" / "ledger.jsonl")
+        if r["event"] == "succeeded"
+    ]
+    assert done["drift"] > 0.1
+
+
+async def test_max_drift_against_the_simulator_fails_the_item_after_its_attempts(
+    tmp_path, sim_factory
+):
+    manifest, _ = strict_job(tmp_path, {"max_drift": 0.05}, limits={"max_attempts": 2})
+    async with sim_factory(SimConfig(outside_drift=1.0)) as sim:
+        summary = await run(load_plan(manifest), options(sim))
+        stats = await sim.stats()
+    assert summary.exit_code == 1 and stats["requests"] == 2
+    lines = read_ledger_lines(tmp_path / "job-out" / "ledger.jsonl")
+    (failed,) = [r for r in lines if r["event"] == "failed"]
+    assert failed["error"]["class"] == "exhausted" and failed["cost_usd"] > 0
+
+
+async def test_a_well_behaved_model_has_almost_no_drift(tmp_path, sim_factory):
+    manifest, _ = strict_job(tmp_path, {"max_drift": 0.02})
+    gradient = Image.linear_gradient("L").resize(SIZE).convert("RGB")  # a photo, not noise
+    gradient.save(tmp_path / "sku.png")
+    async with sim_factory(SimConfig()) as sim:
+        summary = await run(load_plan(manifest), options(sim))
+    assert summary.exit_code == 0
+    (done,) = [
+        r
+        for r in read_ledger_lines(tmp_path / "job-out" / "ledger.jsonl")
+        if r["event"] == "succeeded"
+    ]
+    assert done["drift"] < 0.02 and done["attempt"] == 1  # resampling there and back only

@@ -157,7 +157,9 @@ def test_compare_shows_input_and_output_in_one_box_with_a_slider(page):
 
 
 def screenshot(target: Path) -> None:
-    """Draw the demo's page (without the failed lamp: run as shipped) to `target`."""
+    """Draw the demo's page (without the failed lamp: run as shipped, against a model that
+    also repaints half of what the masks keep, so the strict items show their answer) to
+    `target`."""
     import tempfile
 
     from playwright.sync_api import sync_playwright
@@ -166,7 +168,8 @@ def screenshot(target: Path) -> None:
         root = Path(folder)
         shutil.copytree(DEMO / "demo", root / "demo")
         shutil.copy(DEMO / "demo.yaml", root / "demo.yaml")
-        main(["run", str(root / "demo.yaml"), "--simulate", "--progress", "none", "--seed", "1"])
+        drift = ["--sim-outside-drift", "0.5"]
+        main(["run", str(root / "demo.yaml"), "--simulate", "--progress", "none", *drift])
         page = root / "report.html"
         main(["report", str(root / "demo.yaml"), "--html", str(page)])
         with sync_playwright() as playwright:

@@ -31,6 +31,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be 0 to 1, not {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     # No abbreviations: a scheduled command line must keep working only while its options exist.
     parser = argparse.ArgumentParser(
@@ -108,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="N",
         help="with --simulate: the simulator's rate limit (requests per minute)",
+    )
+    run.add_argument(
+        "--sim-outside-drift",
+        type=_fraction,
+        default=0.0,
+        metavar="X",
+        help="with --simulate: how much the model also changes kept pixels, 0-1 (default 0)",
     )
     run.add_argument(
         "--seed", type=int, default=None, help="seed for backoff jitter and the simulator"

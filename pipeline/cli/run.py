@@ -33,8 +33,10 @@ def run_command(args: argparse.Namespace) -> int:
     sim_config = None
     if args.simulate:
         sim_config = _sim_config(args)
-    elif args.sim_faults or args.sim_latency is not None or args.sim_rpm:
-        raise UsageError("--sim-latency, --sim-faults and --sim-rpm need --simulate")
+    elif args.sim_faults or args.sim_latency is not None or args.sim_rpm or args.sim_outside_drift:
+        raise UsageError(
+            "--sim-latency, --sim-faults, --sim-rpm and --sim-outside-drift need --simulate"
+        )
     control = RunControl()
     options = RunOptions(
         concurrency=args.concurrency,
@@ -112,6 +114,7 @@ def _sim_config(args: argparse.Namespace):
         jitter_s=latency / 2,
         faults=faults,
         seed=args.seed or 0,
+        outside_drift=args.sim_outside_drift,
     )
 
 
