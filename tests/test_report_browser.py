@@ -126,7 +126,7 @@ def test_sorting_orders_items_by_cost_and_latency_and_back(page):
 def test_every_thumbnail_links_to_its_file(page):
     tab, _ = page
     links = tab.eval_on_selector_all("figure a", "els => els.map(e => e.href)")
-    assert len(links) >= 11  # 5 inputs, 2 masks, 4 outputs
+    assert len(links) >= 13  # 5 inputs, 2 masks, 2 answers (strict items), 4 outputs
     for link in links:
         assert Path(unquote(urlparse(link).path)).is_file(), link
     with tab.context.expect_page() as opened:
@@ -134,7 +134,7 @@ def test_every_thumbnail_links_to_its_file(page):
     full = opened.value
     full.wait_for_load_state()
     assert full.url.endswith("/mug.png")
-    assert full.eval_on_selector("img", "e => e.naturalWidth") == 1024
+    assert full.eval_on_selector("img", "e => e.naturalWidth") == 512  # strict: the input's
     full.close()
 
 
