@@ -56,7 +56,8 @@ class Finisher:
     async def _finish(self, prepared: Prepared, images: list[bytes]) -> Finished:
         item = prepared.item
         mask = prepared.request.mask
-        if not needs_pixels(item.finish, mask is not None):
+        if not prepared.request.images or not needs_pixels(item.finish, mask is not None):
+            # a generation has no input to measure against or to be brought back to
             return Finished(list(images), None)
         compression = item.params.get("output_compression")
         async with self._slots:

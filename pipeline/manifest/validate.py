@@ -79,7 +79,7 @@ def check_files(items: list[Item], base: Path, notes: list[Problem] | None = Non
                         f"sent {TURNS[info.orientation]}, upright, as {width}x{height}",
                     )
                 )
-        if item.mask is None:
+        if item.mask is None or not item.images:  # a mask without an image: told elsewhere
             continue
         where = f"{name}.mask"
         info = look(item.mask)
