@@ -67,6 +67,7 @@ class Hostile:
         self.requests = 0
         self.billed_usd = 0.0
         self.tokens: list[str] = []
+        self.streamed: list[int] = []  # bytes each streamed answer sent before it ended
 
     def next_token(self, prompt: str) -> str:
         match = _SCRIPT.search(prompt)
@@ -77,18 +78,23 @@ class Hostile:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
+        for value in form.values():
+            if isinstance(value, web.FileField):
+                value.file.close()  # the image parts: not needed, closed now rather than by GC
         self.requests += 1
         token = self.next_token(str(form.get("prompt", "")))
         self.tokens.append(token)
         n = int(str(form.get("n", "1")))
-        if token == "echo":
-            return self._echo()
+        if token in ("echo", "echo500"):
+            return self._echo(request, 401 if token == "echo" else 500)
         if token == "bigerror":
             return await self._stream(request, 500, 150 * MB, b"<html>" + b"x" * 65536)
         if token == "endless":
             return await self._stream(request, 200, None, b'{"data":[{"b64_json":"' + b"A" * 65536)
         if token == "bigbody":
             return await self._stream(request, 200, 200 * MB, b"A" * 65536)
+        if token == "biglength":  # says its 200 MB up front
+            return await self._stream(request, 200, 200 * MB, b"A" * 65536, declared=True)
         self.billed_usd += BILLED_USD  # every other answer is a billed 200
         if token == "truncated":
             return await self._truncated(request)
@@ -103,15 +109,18 @@ class Hostile:
             content_type="application/json",
         )
 
-    def _echo(self) -> web.Response:
-        s = self.secret
+    def _echo(self, request: web.Request, status: int) -> web.Response:
+        """An error that echoes every credential the request carried, in every field."""
+        s = " ".join([self.secret, request.headers.get("Authorization", ""), request.query_string])
         error = {
             "message": f"Incorrect API key provided: {s}. " + "x" * 390 + s,
             "type": f"invalid_request_error {s}",
             "code": f"invalid_api_key:{s}",
             "param": f"key={s}",
         }
-        return web.json_response({"error": error}, status=401, headers={"x-request-id": f"req-{s}"})
+        return web.json_response(
+            {"error": error}, status=status, headers={"x-request-id": f"req-{s}"}
+        )
 
     async def _truncated(self, request: web.Request) -> web.StreamResponse:
         body = json.dumps({"data": [{"b64_json": B64}], "usage": BILLED_USAGE}).encode()
@@ -123,16 +132,27 @@ class Hostile:
         return resp
 
     async def _stream(
-        self, request: web.Request, status: int, total: int | None, chunk: bytes
+        self,
+        request: web.Request,
+        status: int,
+        total: int | None,
+        chunk: bytes,
+        declared: bool = False,
     ) -> web.StreamResponse:
         """`total` bytes of `chunk` repeated (chunked, endless when None), written without
-        ever holding more than one chunk; stops when the client goes away."""
+        ever holding more than one chunk; stops when the client goes away. What was sent is
+        appended to `streamed`."""
         resp = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+        if declared and total is not None:
+            resp.content_length = total
         await resp.prepare(request)
         sent = 0
-        while total is None or sent < total:
-            await resp.write(chunk)  # raises once the client has closed the connection
-            sent += len(chunk)
+        try:
+            while total is None or sent < total:
+                await resp.write(chunk)  # raises once the client has closed the connection
+                sent += len(chunk)
+        finally:
+            self.streamed.append(sent)
         return resp
 
 

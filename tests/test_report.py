@@ -358,3 +358,14 @@ async def test_report_of_a_simulated_run_equals_what_the_simulator_billed(tmp_pa
     assert len([i for i in parser.imgs if i.get("data-role") == "output"]) == 6
     assert "missing" not in parser.classes
     assert str(tmp_path) not in html
+
+
+def test_thumbnails_never_decode_a_huge_image_whole(tmp_path, monkeypatch):
+    from pipeline.report import html
+
+    monkeypatch.setattr(html, "THUMB_MAX_PIXELS", 100_000)
+    png = make_image(tmp_path / "huge.png", size=(2048, 2048))
+    jpeg = make_image(tmp_path / "huge.jpg", size=(2048, 2048))
+    assert thumbnail_uri(png) is None  # no reduced decode for PNG: not decoded at all
+    # A JPEG is decoded at 1/8 (256x256, under the bound): a preview all the same.
+    assert max(decode(thumbnail_uri(jpeg)).size) == html.THUMB_PX

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pipeline.api.answers import classify, one_line
 from pipeline.api.bodies import json_fields
-from pipeline.api.client import read_answer, verify_images
+from pipeline.api.payload import read_answer, verify_images
 from pipeline.core.errors import AttemptError, FatalError, PermanentError, RetryableError
 from pipeline.core.plan import ParamValue
 

@@ -134,6 +134,7 @@ class Limits:
     max_attempts: int = 5
     timeout_s: float = 300
     max_outage_s: float = 1800  # nothing but failures this long: stop, exit 75; 0 = wait forever
+    max_image_mb: float = 64  # answers are capped at n x this (as base64); see api.caps
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,7 @@ class Pool:
                 self.api_key,
                 timeout_s=self.plan.limits.timeout_s,
                 api_key_env=self.plan.endpoint.api_key_env,
+                max_image_mb=self.plan.limits.max_image_mb,
             )
             tasks = [asyncio.create_task(self._worker(queue)) for _ in range(workers)]
             watcher = asyncio.create_task(self._watch_signals(tasks))

@@ -18,6 +18,7 @@ from typing import Any
 from pipeline.api.providers import Route
 from pipeline.core.errors import UsageError
 from pipeline.core.plan import Item, Plan
+from pipeline.core.secrets import has_userinfo, scrub_url
 from pipeline.engine.session import RunSession
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import Observer, RunStats, RunSummary
@@ -127,6 +128,11 @@ async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
             )
             return await session.execute(items)
     route = Route.for_run(plan.endpoint, os.environ, base_url=options.base_url)
+    if has_userinfo(route.base_url):  # aiohttp refuses it, and it would be a password on record
+        raise UsageError(
+            f"--base-url {scrub_url(route.base_url)}: a base URL may not hold a user name or "
+            "password (user:pass@); put the key in the variable endpoint.api_key_env names"
+        )
     api_key = options.api_key or os.environ.get(plan.endpoint.api_key_env)
     if not api_key and route.needs_key:
         raise UsageError(

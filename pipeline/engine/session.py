@@ -17,6 +17,7 @@ from pipeline.api.providers import Route
 from pipeline.core.errors import ManifestError, UsageError
 from pipeline.core.fingerprint import DigestCache
 from pipeline.core.plan import Item, Plan
+from pipeline.core.secrets import scrub_url
 from pipeline.engine.budget import BudgetGuard
 from pipeline.engine.pool import Pool
 from pipeline.engine.settings import RunSettings
@@ -199,7 +200,7 @@ class RunSession:
             "max_outage_s": self.plan.limits.max_outage_s,
             "retry_failed": self.options.retry_failed,
             "only": list(self.options.only),
-            "base_url": self.route.base_url,
+            "base_url": scrub_url(self.route.base_url),  # no credentials, no query values
             "provider": self.route.provider,
         }
 
@@ -227,7 +228,7 @@ class RunSession:
             messages=list(self.messages),
             simulated=self.simulated,
             manifest_path=self.plan.manifest_path,
-            base_url=self.route.base_url,
+            base_url=scrub_url(self.route.base_url),
         )
 
 

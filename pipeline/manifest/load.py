@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from pipeline.core import plan
 from pipeline.core.errors import ManifestError, Problem
+from pipeline.core.secrets import has_userinfo, scrub_url
 from pipeline.cost.pricing import price_table
 from pipeline.manifest.endpoint import build_endpoint, check_items
 from pipeline.manifest.expand import absolute, check_names, expand_items, request_params
@@ -79,6 +80,7 @@ def _load(path: str | Path, check_files: bool) -> plan.Plan:
         problems += unpriced_problems(items, prices, data, raw, shown)
     endpoint = build_endpoint(spec.endpoint, problems)
     problems += check_items(items, endpoint)
+    problems += _userinfo_problems(spec, endpoint, raw, shown)
     notes: list[Problem] = []
     if check_files:
         problems += check_input_files(items, base, notes)
@@ -148,6 +150,29 @@ def _validate(data: object, raw: bytes, shown: str):
         kept = salvage.kept()
         return spec, list(zip(kept, spec.items, strict=True)), problems, salvage.dropped
     return None, [], problems, {}
+
+
+def _userinfo_problems(
+    spec: Manifest, endpoint: plan.Endpoint, raw: bytes, shown: str
+) -> list[Problem]:
+    """A base URL with `user:pass@`: aiohttp refuses it, and the password would be sent and
+    recorded. Located at the manifest's line, or at the variable it came from."""
+    if not has_userinfo(endpoint.base_url):
+        return []
+    if spec.endpoint.base_url is not None:
+        path = ("endpoint", "base_url")
+        line, column = locate(raw, {path})[path][1]
+        where = f"{shown}:{line}:{column}"
+    else:
+        where = f"${plan.PROVIDERS[spec.endpoint.provider].base_url_env}"
+    return [
+        Problem(
+            where,
+            f"the base URL {scrub_url(endpoint.base_url)} holds a user name or password "
+            "(user:pass@), which would be sent and recorded",
+            "remove it; the key goes in the variable endpoint.api_key_env names",
+        )
+    ]
 
 
 def _in_item_order(problems: list[Problem]) -> list[Problem]:

@@ -266,6 +266,12 @@ class Limits(Section):
         description="Nothing but failures for this long: stop, exit 75 (resumable); 0 = wait "
         "forever.",
     )
+    max_image_mb: float = Field(
+        64,
+        gt=0,
+        description="The largest image (MB, decoded) an answer may hold; an answer's body is "
+        "capped at n x this as base64, a url download at this.",
+    )
 
 
 class Budget(Section):

@@ -91,7 +91,7 @@ def image_info(path: str | Path) -> ImageInfo:
     width, height, has_alpha = facts
     if width <= 0 or height <= 0:
         raise BadImage(f"is a damaged {fmt.upper()}: its header says {width}x{height}")
-    _refuse_bombs(width, height)
+    refuse_bombs(width, height)
     turn = orientation(head, fmt)
     if turn is None:  # the EXIF goes on past the header bytes (rare): read it all
         with open(path, "rb") as f:
@@ -243,14 +243,15 @@ def _pillow_open(source, fmt: str | None = None) -> Image.Image:
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise BadImage(f"is a damaged image: {exc}", _REEXPORT) from None
     try:
-        _refuse_bombs(image.width, image.height)
+        refuse_bombs(image.width, image.height)
     except BadImage:
         image.close()
         raise
     return image
 
 
-def _refuse_bombs(width: int, height: int) -> None:
+def refuse_bombs(width: int, height: int) -> None:
+    """BadImage when width x height is more than Pillow decodes safely (its warning limit)."""
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and width * height > limit:
         raise BadImage(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from pipeline.report.items import ItemView, Picture, item_views
 from pipeline.report.text import ERROR_HEADS, RUN_HEADS, error_rows, run_rows, summary_rows
 
 THUMB_PX = 160
+# Decoded whole, an image over this takes over 64 MB (RGBA): no preview rather than a report
+# that needs gigabytes (the API's largest answer, 3840x3840, is just under it).
+THUMB_MAX_PIXELS = 4096 * 4096
 STATES = ("done", "failed", "pending")
 # What the page can sort by: (key, label, the verdict line's field). A field that no item
 # has is not offered; a new numeric field of `succeeded` lines needs only a row here.
@@ -86,26 +90,31 @@ def write_html(
 
 
 def thumbnail(path: Path, mask: bool = False) -> Thumb | None:
-    """A small picture of the image and its own size, or None when it is missing or
-    unreadable. A mask is drawn as what it means: white where the edit goes, black where
-    pixels stay."""
+    """A small picture of the image and its own size, or None when it is missing, unreadable
+    or too large to preview. A mask is drawn as what it means: white where the edit goes,
+    black where pixels stay. A huge image is never decoded whole: a JPEG is decoded at a
+    reduced scale (draft), and anything still over THUMB_MAX_PIXELS is not decoded at all."""
     try:
-        with Image.open(path) as im:
-            width, height = im.size
-            im.draft("RGB", (THUMB_PX, THUMB_PX))  # JPEG: decode at a reduced scale
-            if mask:
-                view = _mask_view(im)
-            else:
-                view = im.convert("RGBA" if _has_alpha(im) else "RGB")
-            view.thumbnail((THUMB_PX, THUMB_PX))
-            buf = io.BytesIO()
-            if features.check("webp"):
-                view.save(buf, "WEBP", quality=60)
-                kind = "webp"
-            else:
-                view.convert("RGB").save(buf, "JPEG", quality=70)
-                kind = "jpeg"
-    except (OSError, ValueError, Image.DecompressionBombError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                im.draft("RGB", (THUMB_PX, THUMB_PX))  # JPEG: decode at 1/2, 1/4 or 1/8
+                if im.width * im.height > THUMB_MAX_PIXELS:
+                    return None
+                if mask:
+                    view = _mask_view(im)
+                else:
+                    view = im.convert("RGBA" if _has_alpha(im) else "RGB")
+                view.thumbnail((THUMB_PX, THUMB_PX), reducing_gap=2.0)
+                buf = io.BytesIO()
+                if features.check("webp"):
+                    view.save(buf, "WEBP", quality=60)
+                    kind = "webp"
+                else:
+                    view.convert("RGB").save(buf, "JPEG", quality=70)
+                    kind = "jpeg"
+    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         return None
     uri = f"data:image/{kind};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
     return Thumb(uri, width, height)
