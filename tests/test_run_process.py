@@ -81,7 +81,9 @@ async def test_killed_run_resumes_without_paying_twice_for_a_finished_item(tmp_p
 
 
 async def test_a_second_run_on_the_same_ledger_is_refused_naming_the_holder(tmp_path, sim_factory):
-    manifest = simple_job(tmp_path, 6, limits={"concurrency": 1})
+    # Enough items that the first run is still going when the second has started (a process
+    # start takes seconds on a loaded machine).
+    manifest = simple_job(tmp_path, 30, limits={"concurrency": 1})
     ledger = tmp_path / "job-out" / "ledger.jsonl"
     async with sim_factory(SimConfig(latency_s=0.3)) as sim:
         first = await start(manifest, sim)
