@@ -24,6 +24,8 @@ Routes (the API's need a key: any non-empty one, or the one the simulator was st
                                  lines, lines_by_status, lines_billed}, arrivals (seconds
                                  since start or reset, first 200,000)
     POST /_sim/reset             zeroes the counters
+    POST /_sim/rate              {"rpm": N}: the rate limit from now on (0 lifts it), for a
+                                 provider whose limit changes mid-run
     GET  /_sim/images/{name}     images of `url` answers
 Every answer has an x-request-id header; those of the API also openai-processing-ms and,
 when a rate limit is set, x-ratelimit-limit-requests, -remaining-requests (what is left of
@@ -33,7 +35,8 @@ Order of decisions for one images request: key (401) -> Azure api-version and de
 (404) -> body and checks (400, 413) -> rate limit (429 rate_limit_exceeded with
 retry-after) -> outcome -> generation time -> answer. Requests that pass the rate limit are
 numbered; the n-th one's fault and latency draws depend only on the seed and n. Generation
-time (mean +- uniform jitter, optionally x0.5/x1/x2 for low/medium/high quality) is spent
+time (mean +- uniform jitter, or lognormal around a median with `SimConfig.latency_sigma`;
+optionally x0.5/x1/x2 for low/medium/high quality) is spent
 before every answer except the immediate ones: 429, quota, 401, 403, 404, 413, 422. Models
 and sizes: models.py (gpt-image-2's free sizes and their area-scaled output tokens).
 

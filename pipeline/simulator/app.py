@@ -175,6 +175,23 @@ class Simulator:
     async def stats_view(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats.snapshot(self.batch_routes.by_status()))
 
+    async def rate_view(self, request: web.Request) -> web.Response:
+        """POST {"rpm": N}: the rate limit from now on (0 lifts it), for benchmarks of a
+        provider whose limit changes while a client runs."""
+        try:
+            rpm = float((await request.json())["rpm"])
+            if not rpm >= 0:
+                raise ValueError(rpm)
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": 'send {"rpm": N} with N >= 0'}, status=400)
+        if rpm == 0:
+            self.bucket = None
+        elif self.bucket is None:
+            self.bucket = TokenBucket(rpm, self.config.burst, self.clock)
+        else:
+            self.bucket.change(rpm)
+        return web.json_response({"rpm": rpm})
+
     async def reset_view(self, request: web.Request) -> web.Response:
         self.stats.reset()
         return web.json_response(self.stats.snapshot())
@@ -256,6 +273,7 @@ def make_app(
         app.router.add_route("*", prefix + "{tail:.*}", simulator.unknown_route)
     app.router.add_get("/_sim/stats", simulator.stats_view)
     app.router.add_post("/_sim/reset", simulator.reset_view)
+    app.router.add_post("/_sim/rate", simulator.rate_view)
     app.router.add_get("/_sim/images/{name}", simulator.hosted_image)
     app.on_response_prepare.append(simulator.stamp)
     app.on_shutdown.append(simulator.shutdown)

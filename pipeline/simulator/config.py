@@ -26,6 +26,9 @@ class SimConfig:
         provider enforces limits over windows shorter than a minute).
     latency_s / jitter_s: each answer that involves a generation waits latency_s plus a draw
         uniform in [-jitter_s, +jitter_s] seconds (never below 0).
+    latency_sigma: when above 0, the wait is lognormal instead: latency_s is its median and
+        latency_sigma the standard deviation of its logarithm (heavy-tailed: 0.8 puts the 99th
+        percentile near 6x the median); jitter_s is then unused.
     latency_by_quality: scale that wait by quality (low x0.5, medium x1, high x2).
     faults: outcome name -> probability per admitted request (sum at most 1).
     seed: makes fault and latency draws reproducible.
@@ -47,6 +50,7 @@ class SimConfig:
     burst: float | None = None
     latency_s: float = 0
     jitter_s: float = 0
+    latency_sigma: float = 0
     latency_by_quality: bool = False
     faults: Mapping[str, float] = field(default_factory=dict)
     seed: int = 0
@@ -61,7 +65,9 @@ class SimConfig:
     batch_expire_after: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("rpm", "latency_s", "jitter_s", "fault_retry_after_s", "batch_seconds"):
+        for name in (
+            "rpm", "latency_s", "jitter_s", "latency_sigma", "fault_retry_after_s", "batch_seconds",
+        ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"SimConfig.{name} is {getattr(self, name)}; use 0 or more")
         if self.burst is not None and self.burst < 1:

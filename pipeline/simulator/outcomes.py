@@ -5,10 +5,12 @@ the package docstring.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 
 # Faults a request can draw at its configured rate.
 FAULTS = (
@@ -117,6 +119,12 @@ def pick_outcome(draw: float, faults: Mapping[str, float]) -> Outcome:
     return GOOD
 
 
-def latency_s(draw: float, mean_s: float, jitter_s: float, quality_factor: float) -> float:
-    """The wait of one answer: mean plus jitter (draw in [0, 1) spans -jitter..+jitter)."""
+def latency_s(
+    draw: float, mean_s: float, jitter_s: float, quality_factor: float, sigma: float = 0.0
+) -> float:
+    """The wait of one answer: mean plus jitter (draw in [0, 1) spans -jitter..+jitter), or
+    with `sigma` > 0 a lognormal draw whose median is `mean_s`."""
+    if sigma > 0:
+        z = NormalDist().inv_cdf(min(max(draw, 1e-9), 1 - 1e-9))
+        return mean_s * math.exp(sigma * z) * quality_factor
     return max(0.0, mean_s + (2 * draw - 1) * jitter_s) * quality_factor

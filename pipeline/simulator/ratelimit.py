@@ -44,12 +44,25 @@ class TokenBucket:
     ):
         if rpm <= 0:
             raise ValueError(f"a token bucket needs rpm > 0, got {rpm}")
+        self._burst = burst
+        self._clock = clock
+        self._at = clock()
+        self._set(rpm)
+        self._tokens = self.capacity
+
+    def _set(self, rpm: float) -> None:
         self.rpm = rpm
         self.rate = rpm / 60
-        self.capacity = burst if burst is not None else max(1.0, self.rate)
-        self._clock = clock
-        self._tokens = self.capacity
-        self._at = clock()
+        self.capacity = self._burst if self._burst is not None else max(1.0, self.rate)
+
+    def change(self, rpm: float) -> None:
+        """A new limit from now on (a provider changing its limit mid-run); what the bucket
+        holds carries over, up to the new capacity."""
+        if rpm <= 0:
+            raise ValueError(f"a token bucket needs rpm > 0, got {rpm}")
+        self._refill()
+        self._set(rpm)
+        self._tokens = min(self._tokens, self.capacity)
 
     def _refill(self) -> None:
         now = self._clock()

@@ -122,7 +122,7 @@ class ImageService:
     def _generation_s(self, draw: float, quality: str) -> float:
         config = self.config
         factor = QUALITY_LATENCY[quality] if config.latency_by_quality else 1.0
-        return latency_s(draw, config.latency_s, config.jitter_s, factor)
+        return latency_s(draw, config.latency_s, config.jitter_s, factor, config.latency_sigma)
 
     async def _images(self, call: Call, name: str) -> Answer:
         request = call.request
