@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 from bench.simproc import SimProcess
 from bench.worker import launch
@@ -30,11 +31,20 @@ def concurrency_for(rate_per_s: float, slowest_s: float, headroom: float = 1.5) 
     return max(1, math.ceil(rate_per_s * slowest_s * headroom))
 
 
-def client_run(kind: str, job: Job, sim: SimProcess, label: str, *, seed: int = 0) -> dict:
+def client_run(
+    kind: str,
+    job: Job,
+    sim: SimProcess,
+    label: str,
+    *,
+    seed: int = 0,
+    on_start: Callable[[], None] | None = None,
+) -> dict:
     """Run `kind` ("editbatch", "diy" or "raw") on `job` in a fresh process and folder.
 
     Before it starts, the simulator's counters are zeroed and, when it has a rate limit, its
     bucket is given time to refill, so every client starts from the same provider state.
+    `on_start` is called just before the client process starts.
     """
     folder = run_dir(label)
     if kind == "editbatch":
@@ -45,6 +55,8 @@ def client_run(kind: str, job: Job, sim: SimProcess, label: str, *, seed: int = 
     if sim.config.get("rpm"):
         time.sleep(BUCKET_SETTLE_S)
     sim.reset()
+    if on_start is not None:
+        on_start()
     cpu_before = sim.cpu_s()
     figures = launch(kind, dump(spec, folder))
     stats = sim.stats()

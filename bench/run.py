@@ -18,6 +18,7 @@ from bench.bigjob import big_job
 from bench.cpu import cpu_per_item
 from bench.figures import Result, Row, machine, markdown, text_table
 from bench.memory import peak_memory
+from bench.pacing import fast_short, heavy_tail, limit_changes
 from bench.scenarios import faults, rate_known, rate_unknown
 from bench.workload import work_dir
 
@@ -32,6 +33,9 @@ SIZES = {
         "big": {"count": 100_000},
         "memory": {"n": 384, "concurrency": 256},
         "batch": {"n": 2000},
+        "changes": {"n": 300},
+        "fast": {"n": 600},
+        "tail": {"n": 300},
     },
     "quick": {
         "rate": {"n": 40},
@@ -40,6 +44,9 @@ SIZES = {
         "big": {"count": 10_000},
         "memory": {"n": 24, "concurrency": 16, "latency": 2.0, "distinct": 4, "repeats": 1},
         "batch": {"n": 200, "distinct": 50, "batch_seconds": 2.0},
+        "changes": {"n": 90},
+        "fast": {"n": 150},
+        "tail": {"n": 60},
     },
 }
 
@@ -60,6 +67,9 @@ def scenarios(sizes: dict) -> dict[str, Callable[[dict], Result]]:
         "5": lambda shared: big_job(**sizes["big"]),
         "6": lambda shared: peak_memory(**sizes["memory"]),
         "7": lambda shared: batch_job(**sizes["batch"]),
+        "8": lambda shared: limit_changes(**sizes["changes"]),
+        "9": lambda shared: fast_short(**sizes["fast"]),
+        "10": lambda shared: heavy_tail(**sizes["tail"]),
     }
 
 
@@ -83,13 +93,13 @@ def run_all(chosen: list[str], sizes: dict, log=print) -> list[Result]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="scenarios to run, e.g. 1,3")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10", help="scenarios to run, e.g. 1,3")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "default"
     chosen = [part.strip() for part in args.only.split(",") if part.strip()]
     unknown = [number for number in chosen if number not in scenarios(SIZES[mode])]
     if unknown:
-        parser.error(f"--only: no scenario {', '.join(unknown)}; they are numbered 1 to 7")
+        parser.error(f"--only: no scenario {', '.join(unknown)}; they are numbered 1 to 10")
     started = time.perf_counter()
     results = run_all(chosen, SIZES[mode], log=lambda text: print(text, file=sys.stderr))
     took = time.perf_counter() - started

@@ -128,5 +128,21 @@ def test_table_and_results_page_show_every_row_and_list_the_misses():
 
 def test_an_unknown_scenario_number_is_refused():
     with pytest.raises(SystemExit) as exc:
-        main(["--only", "9"])
+        main(["--only", "11"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("latencies", "schedule", "expected"),
+    [
+        ([1.0] * 11, [(-1e9, 10.0)], 2.0),  # 11 slots at 10/s: the last starts at 1 s
+        ([1.0, 5.0, 1.0], [(-1e9, 1.0)], 6.0),  # a slow answer can be the last one in
+        # 10/s for a second, then 4/s: slot 10 at 1 s, slot 14 at 2 s
+        ([0.0] * 15, [(-1e9, 10.0), (1.0, 4.0)], 2.0),
+        ([0.0] * 15, [(-1e9, 10.0), (1.0, 4.0), (1.5, 10.0)], 1.5 + 0.2),
+    ],
+)
+def test_pace_ideal_follows_the_limits_schedule(latencies, schedule, expected):
+    from bench.pacing import ideal_span
+
+    assert ideal_span(0.0, latencies, schedule) == pytest.approx(expected)

@@ -30,6 +30,7 @@ from pipeline.engine.ratecontrol import (
     headers_event,
     next_rate,
     parse_duration,
+    probe_spacing_s,
     window_s,
 )
 
@@ -531,16 +532,24 @@ def test_littles_law_message_names_the_reachable_rate():
     assert "cannot reach 600 requests/min" in message
 
 
-async def test_a_probing_gate_holds_the_pool_until_the_first_answer():
+async def test_a_probing_gate_trickles_until_the_first_answer_tells_the_rate():
     fake = FakeTime()
     gate = RateGate(rpm=0, clock=fake.clock, sleep=fake.sleep, probe=True)
-    _, starts = start_waiters(gate, fake, 5)
-    await fake.run(until=10)
-    assert starts == {0: 0}  # one request out, the others wait for its answer
+    _, starts = start_waiters(gate, fake, 6)
+    await fake.run(until=0.4)
+    # one request out, then four a second, doubling every quarter second, while no answer came
+    assert sorted(starts.values()) == pytest.approx([0, 0.25, 0.375])
     gate.on_success(LIMIT_60)  # the answer says: one a second
     gate.on_answer()
     await fake.run()
-    assert sorted(starts.values()) == [0, 10, 11, 12, 13]
+    assert sorted(starts.values()) == pytest.approx([0, 0.25, 0.375, 1.375, 2.375, 3.375])
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "gap"), [(0.0, 0.25), (0.25, 0.125), (1.0, 1 / 64), (-1.0, 0.25)]
+)
+def test_before_the_first_answer_the_rate_doubles_every_quarter_second(elapsed, gap):
+    assert probe_spacing_s(elapsed) == pytest.approx(gap)
 
 
 async def test_a_gate_with_a_known_rate_does_not_probe():

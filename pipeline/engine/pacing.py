@@ -6,7 +6,6 @@ The arithmetic lives in `ratecontrol`; this module holds the state and the waiti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections import deque
@@ -22,6 +21,7 @@ from pipeline.engine.ratecontrol import (
     earliest_start,
     headers_event,
     next_rate,
+    probe_spacing_s,
 )
 
 # A 429 without retry-after still pauses the pool briefly, so that the waiters behind it do
@@ -36,7 +36,8 @@ MAX_NAP_S = 1.0
 OBSERVED_STARTS = 256
 MIN_OBSERVED_SPAN_S = 1.0
 
-PROBE_WAIT_S = 30.0  # the longest the pool waits for its first answer
+# While the first answer is awaited, the head waiter looks this often whether it came.
+PROBE_NAP_S = 0.05
 
 
 class RateGate:
@@ -81,16 +82,13 @@ class RateGate:
         if probe and self._adaptive and cap is None:
             self._probe = asyncio.Event()
         self._probe_sent = False
+        self._probe_at = -math.inf
 
     async def wait_turn(self) -> None:
         """Return when this attempt may start."""
         async with self._turn:
             if self._probe is not None and self._probe_sent:
-                with contextlib.suppress(TimeoutError):
-                    # bounded, so a first request that stalls does not hold the pool for
-                    # its whole timeout
-                    await asyncio.wait_for(self._probe.wait(), PROBE_WAIT_S)
-                self._probe = None
+                await self._trickle()
             head_since = self._clock()
             while True:
                 slot = earliest_start(
@@ -107,7 +105,24 @@ class RateGate:
             # wake-up does not push the whole schedule back.
             self._last_start = slot
             self._recent.append(slot)
+            if not self._probe_sent:
+                self._probe_at = slot
             self._probe_sent = True
+
+    async def _trickle(self) -> None:
+        """Until the first answer (or a quick 429) tells the rate, requests follow the first
+        at a rate that starts at four a second and doubles every PROBE_DOUBLING_S: a limit of
+        a few a minute costs a 429 or two, a fast one is reached within seconds, and a slow
+        first answer does not hold the whole pool for its latency."""
+        probe = self._probe
+        while probe is not None and not probe.is_set():
+            elapsed = self._last_start - self._probe_at
+            due = self._last_start + probe_spacing_s(elapsed)
+            now = self._clock()
+            if now >= due:
+                return
+            await self._sleep(min(due - now, PROBE_NAP_S))
+        self._probe = None
 
     def on_answer(self) -> None:
         """An attempt ended (any answer, or none): the probe, if any, is over."""

@@ -22,6 +22,10 @@ FLOOR_PER_S = 1 / 60  # one request a minute: slow enough for any provider, neve
 WINDOW_DISPATCHES = 10
 MIN_WINDOW_S = 1.0
 MAX_WINDOW_S = 60.0
+# Before the first answer tells the rate: four requests a second at first, doubling this
+# often. A quick 429 (immediate, with x-ratelimit headers) corrects a low limit at once.
+PROBE_START_PER_S = 4.0
+PROBE_DOUBLING_S = 0.25
 # How closely x-ratelimit-reset-requests must match a token bucket's refill time for the
 # counter to be read as a bucket (which refills as we go) rather than a window (which does not).
 BUCKET_TOLERANCE = 0.1
@@ -151,6 +155,13 @@ def _with_hold(state: RateState, event: Headers, now: float) -> RateState:
     if like_bucket or spread >= min(state.limit, state.cap or math.inf):
         return replace(state, hold_rate=None, hold_until=-math.inf)
     return replace(state, hold_rate=spread, hold_until=now + event.reset_s)
+
+
+def probe_spacing_s(elapsed_s: float) -> float:
+    """Before any answer, the gap after a request sent `elapsed_s` after the first one: the
+    rate starts at PROBE_START_PER_S and doubles every PROBE_DOUBLING_S (slow start)."""
+    exponent = min(max(elapsed_s, 0.0) / PROBE_DOUBLING_S, 60.0)
+    return 1.0 / (PROBE_START_PER_S * 2.0**exponent)
 
 
 def dispatch_rate(state: RateState, now: float) -> float | None:
