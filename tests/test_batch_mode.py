@@ -214,11 +214,14 @@ async def test_a_kill_halfway_through_the_uploads_uploads_nothing_twice(tmp_path
 
 class refusing_uploads_after:
     """A loopback proxy in front of the simulator that answers 401 to every `POST /files`
-    after the first `count`, as a provider revoking the key mid-submission would."""
+    after the first `count`, as a provider revoking the key mid-submission would; and, with
+    `lose_creates`, forwards that many `POST /batches` but answers them 500, as a connection
+    lost after the provider created the batch would."""
 
-    def __init__(self, base_url: str, count: int):
+    def __init__(self, base_url: str, count: int, lose_creates: int = 0):
         self.target = base_url.rsplit("/v1", 1)[0]
         self.left = count
+        self.lose_creates = lose_creates
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.method == "POST" and request.path == "/v1/files":
@@ -235,7 +238,12 @@ class refusing_uploads_after:
             headers=headers,
         ) as resp:
             body = await resp.read()
-            return web.Response(body=body, status=resp.status, content_type=resp.content_type)
+        if request.method == "POST" and request.path == "/v1/batches" and self.lose_creates:
+            self.lose_creates -= 1
+            return web.json_response(
+                {"error": {"message": "lost", "type": "server_error"}}, status=500
+            )
+        return web.Response(body=body, status=resp.status, content_type=resp.content_type)
 
     async def __aenter__(self) -> str:
         self.session = aiohttp.ClientSession()
@@ -429,3 +437,49 @@ async def test_azure_jobs_are_refused_in_batch_mode_with_a_way_out(tmp_path):
     )
     with pytest.raises(UsageError, match="without --batch"):
         await run(load_plan(manifest), options("http://127.0.0.1:9/v1"))
+
+
+async def test_a_batch_dry_run_counts_what_the_budget_lets_through_at_the_batch_price(tmp_path):
+    manifest = simple_job(tmp_path, 6)
+    plan = load_plan(manifest)
+    from pipeline.cost.estimate import estimate_plan
+
+    worst = estimate_plan(plan).items[0].worst_usd
+    budget = worst * 3.5  # 3 items interactively, 7 at half price: all 6 fit
+    interactive = await run(plan, RunOptions(dry_run=True, max_usd=budget))
+    batch = await run(plan, RunOptions(dry_run=True, max_usd=budget, batch=True))
+    assert interactive.outlook.worst_items == 3
+    assert batch.outlook.worst_items == 6
+    assert batch.outlook.worst_usd == pytest.approx(interactive.outlook.worst_usd / 2)
+
+
+async def test_a_create_whose_answer_was_lost_is_found_not_made_twice(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 2)
+    async with (
+        sim_factory(FAST) as sim,
+        refusing_uploads_after(sim.base_url, 99, lose_creates=1) as lossy,
+    ):
+        first = await run(load_plan(manifest), options(lossy, wait=True))
+        stats = await sim.stats()
+    assert first.exit_code == 0
+    assert stats["batches"]["by_status"] == {"completed": 1}  # the lost create was found
+    lines = ledger_of(tmp_path)
+    assert len(events(lines, "batch_submitted")) == 1 and len(events(lines, "succeeded")) == 2
+
+
+async def test_a_billed_unusable_answer_is_paid_once_and_retried_in_the_next_batch(
+    tmp_path, sim_factory
+):
+    make_image(tmp_path / "a.png")
+    manifest = write_manifest(
+        tmp_path, [{"id": "a", "image": "a.png", "prompt": "marble [sim:corrupt,ok]"}]
+    )
+    async with sim_factory(FAST) as sim:
+        summary = await run(load_plan(manifest), options(sim.base_url, wait=True))
+        stats = await sim.stats()
+    assert summary.exit_code == 0
+    lines = ledger_of(tmp_path)
+    [retried] = events(lines, "attempt_failed")
+    assert retried["cause"] == "bad_response" and retried["cost_usd"] > 0
+    assert len(events(lines, "batch_submitted")) == 2
+    assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)

@@ -31,10 +31,12 @@ class Collector:
         self.state = state
         self.items = items
         self.max_attempts = ctx.plan.limits.max_attempts
+        self.turnaround_s: float | None = None
 
     async def collect(self, batch: OpenBatch, info: dict) -> None:
         """Record every result of `batch` (whose provider object is `info`, ended)."""
         by_cid = {cid: item for item, (_key, cid) in batch.items.items()}
+        self.turnaround_s = turnaround(info)
         seen: set[str] = set()
         for field in ("output_file_id", "error_file_id"):
             file_id = info.get(field)
@@ -131,7 +133,7 @@ class Collector:
             "provider": ctx.plan.endpoint.provider,
             "model": item.model,
             "params": dict(item.params),
-            "latency_s": None,
+            "latency_s": self.turnaround_s,  # the batch's, from creation to its end
             "request_id": result.request_id,
             "usage": recordable_usage(result.usage),
             **billed.ledger_fields(),
@@ -203,6 +205,15 @@ class Collector:
             retry_in_s=None,
             batch=batch.id,
         )
+
+
+def turnaround(info: dict) -> float | None:
+    """Seconds from a batch's creation to its end, as the provider's timestamps say."""
+    created = info.get("created_at")
+    ended = info.get(f"{info.get('status')}_at") or info.get("completed_at")
+    if isinstance(created, int | float) and isinstance(ended, int | float) and ended >= created:
+        return float(ended - created)
+    return None
 
 
 def stale_downloads(ledger: Path) -> list[Path]:

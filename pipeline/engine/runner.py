@@ -175,6 +175,15 @@ def _dry_run(
         failed_before_ids=[item.id for item in classified.failed],
     )
     estimate = estimate_plan(plan, classified.pending)
+    priced, committed = estimate.items, state.spent_usd
+    if options.batch or plan.mode == "batch":
+        # Batch mode reserves at the batch price, and open batches hold their reservations.
+        priced = [
+            replace(e, expected_usd=e.batch_expected_usd, worst_usd=e.batch_worst_usd)
+            for e in estimate.items
+        ]
+        committed += state.batches.reserved_usd()
+        stats.in_batch = len(classified.in_batch)
     total_usd = settings.total_usd
     if settings.shard is not None:
         total_usd = settings.shard.total_share(total_usd, state.spent_usd)
@@ -196,10 +205,10 @@ def _dry_run(
         estimate=estimate,
         manifest_path=plan.manifest_path,
         outlook=budget_outlook(
-            estimate.items,
+            priced,
             run_usd=settings.run_usd,
             total_usd=total_usd,
-            spent_before_usd=state.spent_usd,
+            spent_before_usd=committed,
         ),
         key_env=key_env,
         key_set=None
