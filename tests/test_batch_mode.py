@@ -483,3 +483,36 @@ async def test_a_billed_unusable_answer_is_paid_once_and_retried_in_the_next_bat
     assert retried["cause"] == "bad_response" and retried["cost_usd"] > 0
     assert len(events(lines, "batch_submitted")) == 2
     assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)
+
+
+async def test_strict_masks_and_drift_apply_to_batch_answers_as_to_interactive_ones(
+    tmp_path, sim_factory
+):
+    from helpers import make_mask
+    from PIL import Image
+
+    make_image(tmp_path / "a.png", size=(64, 64))
+    make_image(tmp_path / "b.png", size=(64, 64), color=(10, 200, 10))
+    make_mask(tmp_path / "m.png", size=(64, 64))
+    manifest = write_manifest(
+        tmp_path,
+        [
+            {"id": "a", "image": "a.png", "mask": "m.png", "prompt": "red ball"},
+            {"id": "b", "image": "b.png", "mask": "m.png", "prompt": "green [sim:repaint,ok]"},
+        ],
+        output={"mask_mode": "strict", "max_drift": 0.05},
+    )
+    async with sim_factory(FAST) as sim:
+        summary = await run(load_plan(manifest), options(sim.base_url, wait=True))
+        stats = await sim.stats()
+    assert summary.exit_code == 0
+    lines = ledger_of(tmp_path)
+    done = {r["item"]: r for r in events(lines, "succeeded")}
+    for rec in done.values():
+        assert rec["drift"] <= 0.05 and rec["answers"][0]["path"].startswith("answers/")
+        with Image.open(tmp_path / "job-out" / rec["outputs"][0]["path"]) as out:
+            assert out.size == (64, 64)  # strict: the input's size, not the answer's 1024
+    [rejected] = events(lines, "attempt_failed")
+    assert (rejected["item"], rejected["cause"]) == ("b", "drift") and rejected["cost_usd"] > 0
+    assert done["b"]["attempt"] == 2
+    assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)

@@ -15,12 +15,14 @@ from pathlib import Path
 from pipeline.api.answers import cause_of
 from pipeline.api.batchlines import LineResult, parse_line, read_result
 from pipeline.batch.context import BatchContext
-from pipeline.core.errors import AttemptError
+from pipeline.core.errors import AttemptError, PermanentError, RetryableError
 from pipeline.core.plan import Item
 from pipeline.cost.pricing import TokenCounts, price_of
 from pipeline.cost.usage import Charge, charge, recordable_usage
-from pipeline.engine.prepare import write_outputs
+from pipeline.engine.finishing import ANSWERS, FINISHING
+from pipeline.engine.prepare import Preparer, write_outputs
 from pipeline.ledger.batches import BatchState, OpenBatch
+from pipeline.media.finish import Finished, TooMuchDrift, finish, needs_pixels
 
 READING_AT_ONCE = 4  # result lines decoded and written at once
 
@@ -32,6 +34,8 @@ class Collector:
         self.items = items
         self.max_attempts = ctx.plan.limits.max_attempts
         self.turnaround_s: float | None = None
+        self.preparer = Preparer(ctx.plan, ctx.batch_prices)  # inputs again, for finishing
+        self._finishing = asyncio.Semaphore(FINISHING)
 
     async def collect(self, batch: OpenBatch, info: dict) -> None:
         """Record every result of `batch` (whose provider object is `info`, ended)."""
@@ -119,8 +123,31 @@ class Collector:
         self, batch: OpenBatch, item: Item, key: str, attempt: int, result: LineResult
     ) -> None:
         ctx = self.ctx
-        outputs = await write_outputs(ctx.plan, item, result.images or [])
         billed = self._charge(batch, item, result.usage, usable=True)
+        try:
+            finished = await self._finish(item, result.images or [])
+        except TooMuchDrift as exc:  # the model's doing: retried in the next batch, paid
+            result = LineResult(
+                result.custom_id,
+                result.request_id,
+                usage=result.usage,
+                error=RetryableError(str(exc), code="drift", request_id=result.request_id),
+                billed=True,
+            )
+            await self._failed(batch, item, key, attempt, result, cause="drift")
+            return
+        except (OSError, ValueError) as exc:  # its input went away since it was submitted
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            error = PermanentError(f"cannot read the item's input to finish its answer: {reason}")
+            result = LineResult(
+                result.custom_id, result.request_id, usage=result.usage, error=error, billed=True
+            )
+            await self._failed(batch, item, key, attempt, result, cause="input")
+            return
+        outputs = await write_outputs(ctx.plan, item, finished.images)
+        answers = None
+        if finished.answers is not None:  # strict: what the model drew, for review
+            answers = await write_outputs(ctx.plan, item, finished.answers, ANSWERS)
         price = price_of(ctx.prices, item.model)
         interactive = None
         if billed.cost_usd is not None and price is not None and price.batch_discount > 0:
@@ -142,10 +169,32 @@ class Collector:
             "inputs": batch.inputs.get(item.id) or [],
             "batch": batch.id,
         }
+        if finished.drift is not None:
+            fields["drift"] = finished.drift
+        if answers is not None:
+            fields["answers"] = answers
         await ctx.writer.awrite("succeeded", **fields)
         ctx.stats.cost_usd += billed.cost_usd or 0.0
         ctx.stats.add_tokens(billed.counts)
         ctx.changed()
+
+    async def _finish(self, item: Item, images: list[bytes]) -> Finished:
+        """Drift, strict compositing or the input's size, as an interactive answer gets them
+        (media/finish.py): the item's input and mask are read again for it."""
+        if not item.images or not needs_pixels(item.finish, item.mask is not None):
+            return Finished(list(images), None)
+        async with self._finishing:
+            prepared = await self.preparer.prepare(item)
+            request = prepared.request
+            compression = item.params.get("output_compression")
+            return await asyncio.to_thread(
+                finish,
+                item.finish,
+                request.images[0][1],
+                None if request.mask is None else request.mask[1],
+                images,
+                compression if isinstance(compression, int) else None,
+            )
 
     def _charge(self, batch: OpenBatch, item: Item, usage: object, *, usable: bool) -> Charge:
         """The answer's cost at the batch price; without a readable usage, the worst case
@@ -158,7 +207,13 @@ class Collector:
         return charge(usage, price, usable=usable, expected=bound, worst=bound)
 
     async def _failed(
-        self, batch: OpenBatch, item: Item, key: str, attempt: int, result: LineResult
+        self,
+        batch: OpenBatch,
+        item: Item,
+        key: str,
+        attempt: int,
+        result: LineResult,
+        cause: str | None = None,
     ) -> None:
         ctx = self.ctx
         exc: AttemptError = result.error  # type: ignore[assignment]
@@ -168,12 +223,12 @@ class Collector:
             common.update(usage=recordable_usage(result.usage), **billed.ledger_fields())
             ctx.stats.cost_usd += billed.cost_usd or 0.0
             ctx.stats.add_tokens(billed.counts)
-        ctx.stats.note_cause(cause_of(exc), exc.message)
+        cause = cause or cause_of(exc)
+        ctx.stats.note_cause(cause, exc.message)
         if result.permanent or attempt >= self.max_attempts:
             error = {"class": "permanent" if result.permanent else "exhausted", **exc.describe()}
             await ctx.writer.awrite("failed", attempts=attempt, error=error, **common)
         else:
-            cause = cause_of(exc)
             ctx.stats.retries[cause] = ctx.stats.retries.get(cause, 0) + 1
             await ctx.writer.awrite(
                 "attempt_failed",
