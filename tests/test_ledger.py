@@ -111,6 +111,32 @@ def test_a_line_that_is_not_utf8_safe_is_escaped_not_lost(tmp_path):
     assert lines_of(path)[0]["message"] == "bad \udcff byte"
 
 
+def test_the_resume_scan_reads_every_line_as_the_json_module_does(tmp_path):
+    """The scan parses with orjson and hands the lines it refuses to the json module (a NaN,
+    which json.dumps writes; a lone surrogate escape; 1e400); an integer past 64 bits, which
+    orjson reads as a float, keeps its value."""
+    path = tmp_path / "ledger.jsonl"
+    huge = {"path": "images/c.png", "bytes": 2**70, "mtime_ns": -(2**65), "sha256": "i"}
+    records = [
+        {**succeeded("a"), "latency_s": float("nan")},
+        {**failed("b"), "error": {"class": "permanent", "message": "bad \udcff byte"}},
+        {**succeeded("c", cost=10**21), "inputs": [huge]},
+        {**succeeded("d"), "latency_s": "1e400"},
+        failed("e"),
+    ]
+    text = "\n".join(json.dumps(r) for r in records) + "\n"
+    path.write_text(text.replace('"1e400"', "1e400"))
+    state = read_ledger(path).state
+    expected = ResumeState.from_records(json.loads(line) for line in path.read_text().splitlines())
+    for item in "abcde":
+        assert state.succeeded(item) == expected.succeeded(item)
+        assert state.failed(item) == expected.failed(item)
+    assert state.failed("b")["error"]["message"] == "bad \udcff byte"
+    assert state.succeeded("c")["inputs"][0]["bytes"] == 2**70
+    assert state.spent_usd == expected.spent_usd == pytest.approx(10**21 + 0.5)
+    assert [r["item"] for r in iter_ledger(path)] == list("abcde")
+
+
 def test_sigkill_right_after_writing_loses_no_line(tmp_path):
     path = tmp_path / "ledger.jsonl"
     done = run_python(

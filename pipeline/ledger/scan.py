@@ -53,9 +53,13 @@ class ResumeState:
         return merged
 
     def add(self, record: dict) -> None:
-        self._last_ts = record.get("ts") or self._last_ts
-        self.last_run = record.get("run", self.last_run)
-        event = record.get("event")
+        get = record.get  # once per line of a 100,000-line ledger: kept lean
+        ts = get("ts")
+        self._last_ts = ts or self._last_ts
+        run = get("run")
+        if run is not None or "run" in record:
+            self.last_run = run
+        event = get("event")
         if event in _BATCH_EVENTS or "batch" in record:
             self.batches.add(event, record)
         if event == "succeeded":
@@ -63,14 +67,15 @@ class ResumeState:
             # Only what resume needs, so a 100k-item ledger is not held in memory whole.
             self._succeeded[item] = {
                 "item": item,
-                "key": record.get("key"),
-                "ts": record.get("ts"),
-                "run": record.get("run"),
-                "outputs": record.get("outputs"),
-                "inputs": record.get("inputs"),
-                "cost_usd": record.get("cost_usd"),
+                "key": get("key"),
+                "ts": ts,
+                "run": run,
+                "outputs": get("outputs"),
+                "inputs": get("inputs"),
+                "cost_usd": get("cost_usd"),
             }
-            self._failed.pop(item, None)
+            if self._failed:
+                self._failed.pop(item, None)
             self._spent += spend_of(record)
         elif event == "attempt_failed":
             self._spent += spend_of(record)
@@ -78,10 +83,10 @@ class ResumeState:
             self._spent += spend_of(record)
             self._failed[record["item"]] = {
                 "item": record["item"],
-                "key": record.get("key"),
-                "ts": record.get("ts"),
-                "run": record.get("run"),
-                "error": record.get("error"),
+                "key": get("key"),
+                "ts": ts,
+                "run": run,
+                "error": get("error"),
             }
 
     def succeeded(self, item_id: str) -> dict | None:

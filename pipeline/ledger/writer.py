@@ -14,10 +14,12 @@ import gc
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import orjson
 
 from pipeline.core.errors import LedgerCorrupt, LedgerLocked
 from pipeline.ledger.scan import ResumeState
@@ -53,6 +55,22 @@ DURABLE = frozenset(
 ITEM_EVENTS = frozenset({"attempt_failed", "succeeded", "failed"})
 _RESERVED = frozenset({"v", "ts", "run", "event"})
 _decode = json.JSONDecoder().decode  # skips json.loads' per-call encoding sniffing
+
+
+def _parse_fast(raw: bytes) -> object:
+    """One line's JSON for the resume scan. orjson reads a 100,000-line ledger in a third of
+    the json module's time. The lines it refuses that json accepts (NaN, a lone surrogate
+    escape, 1e400) go to json; an integer past 64 bits it reads as the nearest float, which
+    is the same to everything the scan keeps (a size or mtime no stat can match, a cost it
+    counts as a float anyway). Reports read with json alone (`iter_ledger`)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _decode(raw.decode())
+
+
+def _parse(raw: bytes) -> object:
+    return _decode(raw.decode())
 
 
 def timestamp(when: datetime | None = None) -> str:
@@ -227,7 +245,7 @@ def read_ledger(path: Path, *, repair: bool = False) -> LedgerScan:
     lacks only its newline is kept and given one). Only the lock holder may repair."""
     path = Path(path)
     scan = LedgerScan(path, ResumeState())
-    reader = _Reader(path)
+    reader = _Reader(path, _parse_fast)
     # The state keeps ~10^5 containers alive; cyclic collections while they pile up would
     # double the scan's time, and nothing here makes cycles.
     collecting = gc.isenabled()
@@ -256,8 +274,9 @@ def iter_ledger(path: Path, warnings: list[str] | None = None) -> Iterator[dict]
 class _Reader:
     """Parses lines one at a time; only the last line may be torn, any other bad line raises."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, parse: Callable[[bytes], object] = _parse):
         self.path = path
+        self.parse = parse
         self.tail: _Tail | None = None
 
     def __iter__(self) -> Iterator[dict]:
@@ -266,12 +285,13 @@ class _Reader:
         except FileNotFoundError:
             return
         with f:
+            parse = self.parse
             offset, bad = 0, None
             for lineno, raw in enumerate(f, 1):
                 if bad is not None:
                     raise self._corrupt(*bad)
                 try:
-                    record = _decode(raw.decode())
+                    record = parse(raw)
                     if not isinstance(record, dict):
                         raise ValueError("a JSON value that is not an object")
                 except ValueError as exc:
