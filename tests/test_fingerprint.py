@@ -161,6 +161,58 @@ def test_key_is_stable_hex(tmp_path):
     assert len(key) == 64 and int(key, 16) >= 0
 
 
+@pytest.mark.parametrize(
+    ("item", "digests", "mask_digest", "key"),
+    [
+        (
+            Item(
+                id="a",
+                images=(Path("/x/a.png"),),
+                prompt="Put it on white",
+                params={"model": "gpt-image-1", "size": "1024x1024"},
+            ),
+            ["ab" * 32],
+            None,
+            "2f97987f5bbd6795103c294499fe1eac4da7ca45c54934286268a6610439edf5",
+        ),
+        (
+            Item(
+                id="b",
+                images=(Path("/x/a.png"), Path("/x/b.png")),
+                prompt='Crème brûlée on a plate, "quoted" \n\t',
+                params={
+                    "model": "gpt-image-1",
+                    "n": 2,
+                    "output_compression": 80,
+                    "background": "transparent",
+                    "moderation": True,
+                },
+                mask=Path("/m.png"),
+            ),
+            ["01" * 32, "02" * 32],
+            "03" * 32,
+            "5e333362ca6ef193acd76da48a5df33771dd12a5214a692325f367ecc9fd58b1",
+        ),
+        (
+            Item(
+                id="c",
+                images=(Path("/x/c.png"),),
+                prompt="😀 日本",
+                params={"model": "m", "quality": 0.5, "user": "u"},
+            ),
+            ["ff" * 32],
+            None,
+            "39c2b89311c1cfd299513293243ef3a99d6ac33573be01c6ae1f0cd96ea40202",
+        ),
+    ],
+    ids=["plain", "mask-two-images-escapes", "non-ascii-float"],
+)
+def test_keys_stay_the_keys_ledgers_hold(item, digests, mask_digest, key):
+    """Pinned values: a change to how a key is computed must bump KEY_VERSION (every item of
+    every ledger then runs again), never happen by accident."""
+    assert item_key(item, digests, mask_digest) == key
+
+
 def test_key_refuses_digests_that_do_not_match_the_item(tmp_path):
     with pytest.raises(ValueError, match="one digest per image"):
         item_key(make_item(tmp_path), ["d1", "d2"], None)

@@ -30,27 +30,36 @@ class Classified:
 def current_key(item: Item, cache: DigestCache, recorded: list[dict] | None = None) -> str:
     """The item's key now. `recorded` are the `inputs` of its last success: an input whose
     size and mtime are unchanged since keeps its recorded digest, so no file is re-read."""
-    known: dict[str, dict] = {}
-    for entry in recorded or ():
+    known = _by_path(cache.base, recorded) if recorded else None
+    images = [_sha256(path, known, cache) for path in item.images]
+    mask = _sha256(item.mask, known, cache) if item.mask is not None else None
+    return item_key(item, images, mask)
+
+
+def _by_path(base: str, recorded: list[dict]) -> dict[str, dict]:
+    known = {}
+    for entry in recorded:
         path = entry.get("path")
         if isinstance(path, str):
-            known[os.path.normpath(os.path.join(cache.base, path))] = entry
+            known[os.path.normpath(os.path.join(base, path))] = entry
+    return known
 
-    def sha(path: Path) -> str:
-        entry = known.get(os.path.normpath(path))
+
+def _sha256(path: Path, known: dict[str, dict] | None, cache: DigestCache) -> str:
+    """The recorded digest while the file's size and mtime match the record, else the
+    cache's (which reads the file only if it has not hashed it at this size and mtime)."""
+    if known:
+        name = os.fspath(path)
+        entry = known.get(os.path.normpath(name))
         if entry is not None:
             try:
-                st = os.stat(path)
+                st = os.stat(name)
             except OSError:
-                entry = None
+                pass
             else:
                 if st.st_size == entry.get("bytes") and st.st_mtime_ns == entry.get("mtime_ns"):
                     return entry["sha256"]
-        return cache.digest(path).sha256
-
-    images = [sha(path) for path in item.images]
-    mask = sha(item.mask) if item.mask is not None else None
-    return item_key(item, images, mask)
+    return cache.digest(path).sha256
 
 
 def classify(
