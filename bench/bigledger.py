@@ -201,3 +201,15 @@ def single(job: BigJob) -> Path:
         HEAD + "items:\n  - id: one\n    image: ../new/sku-new.png\n    prompt: One on white\n"
     )
     return manifest
+
+
+def fresh(job: BigJob, count: int) -> Path:
+    """A fresh job of the first `count` inputs (no ledger, no outputs): what a new job pays
+    before its first request."""
+    folder = job.folder / f"fresh-{count}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    manifest = folder / "job.yaml"
+    lines = [line.replace("image: images/", "image: ../images/") for line in _item_lines(count)]
+    manifest.write_text(HEAD + "items:\n" + "".join(lines))
+    return manifest

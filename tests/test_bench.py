@@ -73,7 +73,8 @@ def test_big_job_plans_both_manifests_and_resumes_a_synthetic_ledger(bench_work)
     result = big_job(count=20)
     names = measures(result)
     assert names["resume to first request, 20 items done"].endswith(" s")
-    assert len(result.rows) == 5
+    assert names["start-up to first request, fresh 20-item job"].endswith(" s")
+    assert len(result.rows) == 6
     assert result.raw["explicit list"]["plan"]["items"] == 20
     assert result.raw["glob"]["plan"]["items"] == 20
     # the resumed run sent exactly the one new item: its output appeared
