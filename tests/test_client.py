@@ -15,8 +15,9 @@ from aiohttp import web
 from PIL import Image
 
 from pipeline.api.answers import cause_of
+from pipeline.api.bodies import ImageRequest as EditRequest
 from pipeline.api.bodies import build_form, form_value
-from pipeline.api.client import EditRequest, EditsClient
+from pipeline.api.client import EditsClient
 from pipeline.core.errors import FatalError, PermanentError, RateLimited, RetryableError
 from pipeline.media.images import sniff_format
 

@@ -30,7 +30,6 @@ from pipeline.api.vocabulary import standard_headers
 from pipeline.core.errors import AttemptError, RetryableError
 from pipeline.core.secrets import Redactor, scrub_url, url_secrets
 
-EditRequest = ImageRequest  # its name from before generations: an edit or a generation
 _KEPT_HEADERS = ("retry-after", "retry-after-ms")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.api.client import EditRequest
+from pipeline.api.bodies import ImageRequest
 from pipeline.core.fingerprint import FileDigest, item_key
 from pipeline.core.plan import Item, Plan
 from pipeline.cost.estimate import estimate_item
@@ -36,7 +36,7 @@ class Prepared:
     item: Item
     key: str
     cache_key: str  # the request's alone (without output.mask_mode/size): the answer cache's
-    request: EditRequest
+    request: ImageRequest
     inputs: list[dict]  # ledger `inputs` entries
     worst_usd: float  # reserved against the budget before each attempt (0 when unpriced)
     expected_usd: float | None  # recorded as the cost when a proxy returns no usage
@@ -88,7 +88,9 @@ class Preparer:
         shas = [d.sha256 for d in digests]
         key = item_key(item, shas, mask_sha)
         estimate = estimate_item(item, dims, self.prices)
-        request = EditRequest(params=dict(item.params), prompt=item.prompt, images=files, mask=mask)
+        request = ImageRequest(
+            params=dict(item.params), prompt=item.prompt, images=files, mask=mask
+        )
         return Prepared(
             item=item,
             key=key,
