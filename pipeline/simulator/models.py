@@ -20,16 +20,19 @@ the same quality by area, rounded up: ceil(T[s0, q] * w * h / (w0 * h0)). For ex
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
 from pipeline.cost import tokens
+from pipeline.cost.models import table
 from pipeline.simulator.answer import InvalidRequest
 
-FREE_SIZE_STEP = 16
-FREE_SIZE_MAX_SIDE = 3840
-FREE_SIZE_MAX_ASPECT = 3.0
+# The free-size rule is the client's (cost/models.json): validation, the estimate and the
+# simulator read the one rule.
+_RULE = table().free_rule
+FREE_SIZE_STEP = _RULE.step
+FREE_SIZE_MAX_SIDE = _RULE.max_side
+FREE_SIZE_MAX_ASPECT = _RULE.max_aspect
 SIZES = (*tokens.SIZES, "auto")
 # What a request that names no model is served as: the API's default today is gpt-image-1.5,
 # but the simulator kept gpt-image-1 (SimConfig.default_model changes it).
@@ -77,15 +80,7 @@ def rules_of(model: str) -> ModelFacts:
 
 def free_size_problem(width: int, height: int) -> str | None:
     """Why WxH is not a free size, or None when it is one."""
-    if width <= 0 or height <= 0:
-        return "both sides must be positive"
-    if width % FREE_SIZE_STEP or height % FREE_SIZE_STEP:
-        return f"both sides must be multiples of {FREE_SIZE_STEP}"
-    if max(width, height) > FREE_SIZE_MAX_SIDE:
-        return f"the long side must be at most {FREE_SIZE_MAX_SIDE}"
-    if max(width, height) > FREE_SIZE_MAX_ASPECT * min(width, height):
-        return "the aspect ratio must be between 1:3 and 3:1"
-    return None
+    return _RULE.problem(width, height)
 
 
 def check_size(value: str, model: str, first: tuple[int, int] | None) -> str:
@@ -117,23 +112,10 @@ def check_size(value: str, model: str, first: tuple[int, int] | None) -> str:
 
 def nearest_size(width: int, height: int) -> str:
     """The table size whose aspect ratio is nearest WxH's (the first one on a tie)."""
-    aspect = width / height
-    return min(tokens.SIZES, key=lambda size: abs(math.log(aspect / _aspect(size))))
-
-
-def _aspect(size: str) -> float:
-    width, height = tokens.parse_size(size)  # type: ignore[misc]
-    return width / height
+    return tokens.auto_size(width, height)
 
 
 def output_tokens(size: str, quality: str) -> int:
-    """Output image tokens for one image: the table's figure, or the area rule above."""
-    if (size, quality) in tokens.OUTPUT_TOKENS:
-        return tokens.OUTPUT_TOKENS[(size, quality)]
-    dims = tokens.parse_size(size)
-    if dims is None or quality not in tokens.QUALITIES:
-        raise ValueError(f"no output token figure for size={size!r} quality={quality!r}")
-    nearest = nearest_size(*dims)
-    width, height = tokens.parse_size(nearest)  # type: ignore[misc]
-    scaled = tokens.OUTPUT_TOKENS[(nearest, quality)] * dims[0] * dims[1]
-    return -(-scaled // (width * height))  # integer ceiling: no float rounding at the edges
+    """Output image tokens for one image: the table's figure, or the area rule above (the
+    estimator's own, cost/tokens.py, so that what it predicts is what the simulator bills)."""
+    return tokens.output_tokens(size, quality)
