@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from pipeline.api.answers import classify, fix_hint, one_line, parse_retry_after, read_error
-from pipeline.api.bodies import ImageRequest, build_body
+from pipeline.api.bodies import JSON, ImageRequest, build_body
 from pipeline.api.caps import (
     DEFAULT_MAX_IMAGE_MB,
     MB,
@@ -106,7 +106,12 @@ class EditsClient:
         kept: dict[str, str] = {}
         request_id, usage = None, None
         url = self._route.url(req.endpoint)
-        payload = build_body(req, self._route.body)
+        if req.images and self._route.body == JSON:
+            # base64 of every image, then the JSON text: CPU work sized by the inputs, kept
+            # off the event loop (a multipart form streams the bytes as they are).
+            payload = await asyncio.to_thread(build_body, req, JSON)
+        else:
+            payload = build_body(req, self._route.body)
         try:
             async with self._session.post(
                 url,
