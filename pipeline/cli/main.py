@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--json", action="store_true", help="print one JSON object: valid, problems or ids"
     )
+    validate.add_argument(
+        "--offline-inputs",
+        action="store_true",
+        help="do not ask the stores whether remote inputs (URLs) exist",
+    )
 
     estimate = sub.add_parser(
         "estimate", allow_abbrev=False, help="tokens and USD of the pending items"

@@ -12,8 +12,10 @@ from collections import Counter
 
 from pipeline.core.envvars import references
 from pipeline.core.errors import ManifestError, Problem
+from pipeline.core.plan import Location, Remote
 from pipeline.manifest.load import load_plan
 from pipeline.outputs.files import unwritable_reason
+from pipeline.outputs.store import ObjectStore
 
 EXIT_USAGE = 2
 
@@ -26,13 +28,26 @@ def _error(text: str) -> None:
     print(f"editbatch: {text}", file=sys.stderr, flush=True)
 
 
+def output_problem(out_dir: Location) -> str | None:
+    """Why outputs cannot go to out_dir: a local folder is probed with a file; a bucket's
+    folder is listed (which also tries the credentials)."""
+    if not isinstance(out_dir, Remote):
+        return unwritable_reason(out_dir)
+    try:
+        ObjectStore(out_dir).prepare()
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
 def validate_command(args: argparse.Namespace) -> int:
     # Every check `run` makes before sending: the manifest and its files, the prices a budget
     # needs (in load_plan), the output folder; the key variable is a warning (validate runs in
     # CI and on laptops without the key; `run` refuses to start without it).
     try:
-        plan = load_plan(args.manifest)
-        reason = unwritable_reason(plan.output.dir)
+        offline = getattr(args, "offline_inputs", False)
+        plan = load_plan(args.manifest, check_remote=not offline)
+        reason = None if offline else output_problem(plan.output.dir)
         if reason:
             fix = "fix the path or its permissions, or choose another output.dir"
             where, message = "output.dir", f"cannot write outputs to {plan.output.dir}: {reason}"

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core.plan import Item
+from pipeline.core.plan import Item, Location, Remote
 
 CHUNK = 1024 * 1024
 # Bumped when what goes into a key changes, so old ledgers simply re-run instead of matching
@@ -65,6 +65,8 @@ class DigestCache:
     def __init__(self, recorded: Iterable[Mapping] = (), *, base: Path | str = ""):
         self.base = os.fspath(base)  # where relative recorded paths start (the manifest's)
         self._known: dict[str, FileDigest] = {}
+        # sha256 of remote inputs by URL, as the fetcher found them before classifying
+        self.remote: dict[str, str] = {}
         self.hashed = 0  # files read in full by this cache, for progress and tests
         for entry in recorded:
             try:
@@ -75,6 +77,15 @@ class DigestCache:
             except (KeyError, TypeError, ValueError):
                 continue  # a malformed entry only costs a re-hash
             self._known[key] = digest
+
+    def sha256(self, location: Location) -> str:
+        """The input's sha256: a remote one's as the fetcher found it (FileNotFoundError when
+        it could not), a file's from its digest."""
+        if isinstance(location, Remote):
+            if location.url not in self.remote:
+                raise FileNotFoundError(f"{location} could not be fetched")
+            return self.remote[location.url]
+        return self.digest(location).sha256
 
     def digest(self, path: Path) -> FileDigest:
         key = _cache_key(path)

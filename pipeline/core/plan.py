@@ -8,14 +8,62 @@ generation (`/images/generations`); with images, an edit (`/images/edits`).
 
 from __future__ import annotations
 
+import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 ParamValue = str | int | float | bool
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """An input or output location reached over the network: an http(s):// URL, or an
+    object-storage URL (s3://, gs://, az://, ...) that fsspec opens. `str()` is the URL as it
+    may be shown: without userinfo, and with query values (a presigned URL's signature)
+    replaced by "...", so that no message or ledger line carries a credential."""
+
+    url: str
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split("://", 1)[0].lower()
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(urlsplit(self.url).path.rstrip("/"))
+
+    @property
+    def stem(self) -> str:
+        return posixpath.splitext(self.name)[0]
+
+    @property
+    def suffix(self) -> str:
+        return posixpath.splitext(self.name)[1]
+
+    def child(self, relpath: str) -> Remote:
+        """The object `relpath` below this folder URL."""
+        return Remote(self.url.rstrip("/") + "/" + relpath)
+
+    def __str__(self) -> str:
+        parts = urlsplit(self.url)
+        netloc = parts.netloc.rpartition("@")[2]
+        query = "&".join(f"{pair.partition('=')[0]}=..." for pair in parts.query.split("&"))
+        return urlunsplit((parts.scheme, netloc, parts.path, query if parts.query else "", ""))
+
+
+Location = Path | Remote  # where an input is, or the output folder
+
+
+def is_url(text: str) -> bool:
+    """Whether a manifest path is a URL (scheme://...) rather than a file path."""
+    return "://" in text and _URL.match(text) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +101,10 @@ DEFAULT_FINISH = Finish()
 @dataclass(frozen=True, slots=True)
 class Item:
     id: str
-    images: tuple[Path, ...]
+    images: tuple[Location, ...]
     prompt: str
     params: Mapping[str, ParamValue]
-    mask: Path | None = None
+    mask: Location | None = None
     where: str = ""  # e.g. "items[3]" or "items[2] glob images/*.jpg" (for messages)
     finish: Finish = DEFAULT_FINISH
 
@@ -153,7 +201,7 @@ class BatchSettings:
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    dir: Path
+    dir: Location  # a local folder, or an object-storage folder URL
     name: str = "{id}"
     finish: Finish = DEFAULT_FINISH
 

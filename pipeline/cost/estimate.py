@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from pipeline.core.plan import Item, Plan
+from pipeline.core.plan import Item, Plan, Remote
 from pipeline.cost import tokens
 from pipeline.cost.models import is_fixed_size
 from pipeline.cost.pricing import Price, TokenCounts, price_table, priced_as
@@ -223,10 +223,17 @@ class PlanEstimate:
         return data
 
 
-def header_dims(path: Path) -> Dims:
+# A remote input's size is unknown until it is fetched: estimated as a square 1024 (the run's
+# own reservation uses the real size, read when the item is prepared).
+REMOTE_DIMS: Dims = (1024, 1024)
+
+
+def header_dims(path: Path | Remote) -> Dims:
     """An image's (width, height) from its header only."""
     from pipeline.media.images import image_info  # the one place that knows image formats
 
+    if isinstance(path, Remote):
+        return REMOTE_DIMS
     info = image_info(path)
     return info.width, info.height
 

@@ -24,7 +24,9 @@ from pipeline.engine.prepare import Prepared, Preparer, write_outputs
 from pipeline.engine.record import Recorder
 from pipeline.engine.retry import Tally, retrying
 from pipeline.engine.stops import StopDispatch, Stops
+from pipeline.inputs.fetch import Fetcher
 from pipeline.media.finish import Finished
+from pipeline.outputs.store import OutputStore
 
 
 class Attempts:
@@ -41,6 +43,8 @@ class Attempts:
         rng: random.Random,
         backoff_base_s: float,
         warn: Callable[[str], None] = lambda text: None,
+        store: OutputStore,
+        fetcher: Fetcher | None = None,
     ):
         self.plan = plan
         self.prices = prices
@@ -49,7 +53,8 @@ class Attempts:
         self.recorder = recorder
         self.rng = rng
         self.backoff_base_s = backoff_base_s
-        self.preparer = Preparer(plan, prices)
+        self.store = store
+        self.preparer = Preparer(plan, prices, fetcher)
         self.finisher = Finisher(AnswerCache(plan.cache) if plan.cache else None, warn)
         self.client: EditsClient | None = None  # set by the pool when its session opens
         # items whose attempts all failed without an answer from the API: left pending
@@ -183,10 +188,12 @@ class Attempts:
         cached = attempt == 0
         charge = FREE if cached else self._charge(prepared, response.usage, usable=True)
         try:
-            outputs = await write_outputs(self.plan, item, finished.images)
+            outputs = await write_outputs(self.plan, item, finished.images, store=self.store)
             answers = None
             if finished.answers is not None:  # strict: what the model drew, for review
-                answers = await write_outputs(self.plan, item, finished.answers, ANSWERS)
+                answers = await write_outputs(
+                    self.plan, item, finished.answers, ANSWERS, store=self.store
+                )
         except ValueError as exc:  # the output name leaves the folder (a symlink, say)
             message = f"cannot write the output: {exc}"
             await self.recorder.failed(

@@ -24,7 +24,9 @@ from pipeline.engine.gates import Gates
 from pipeline.engine.record import Recorder
 from pipeline.engine.stops import Stops
 from pipeline.engine.summary import RunStats
+from pipeline.inputs.fetch import Fetcher
 from pipeline.ledger.writer import LedgerWriter
+from pipeline.outputs.store import OutputStore
 
 
 class Pool:
@@ -49,6 +51,8 @@ class Pool:
         seed: int | None,
         warn: Callable[[str], None],
         changed: Callable[[], None],
+        store: OutputStore,
+        fetcher: Fetcher | None = None,
     ):
         self.plan = plan
         self.route = route
@@ -85,6 +89,8 @@ class Pool:
             rng=rng,
             backoff_base_s=backoff_base_s,
             warn=warn,
+            store=store,
+            fetcher=fetcher,
         )
 
     @property

@@ -20,13 +20,16 @@ from PIL import Image
 
 from pipeline.api.bodies import ImageRequest
 from pipeline.core.fingerprint import FileDigest, item_key
-from pipeline.core.plan import Item, Plan
+from pipeline.core.plan import Item, Location, Plan, Remote
 from pipeline.cost.estimate import estimate_item
 from pipeline.cost.pricing import Price, TokenCounts
 from pipeline.cost.usage import Charge, charge
+from pipeline.inputs.cache import Fetched
+from pipeline.inputs.fetch import Fetcher
 from pipeline.media.images import content_type, has_alpha_channel, mask_bytes, sniff_format
 from pipeline.media.orient import upright
-from pipeline.outputs.files import extension, render_stem, safe_join, write_atomic
+from pipeline.outputs.files import extension, render_stem
+from pipeline.outputs.store import OutputStore, as_store
 
 _MASK_CACHE_SIZE = 64
 
@@ -57,18 +60,27 @@ class Prepared:
 
 
 class Preparer:
-    def __init__(self, plan: Plan, prices: dict[str, Price]):
+    def __init__(self, plan: Plan, prices: dict[str, Price], fetcher: Fetcher | None = None):
         self.base = plan.manifest_path.parent
         self.prices = prices
+        self.fetcher = fetcher  # for remote inputs; None when the plan has none
         self._masks: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
 
     async def prepare(self, item: Item) -> Prepared:
-        return await asyncio.to_thread(self._prepare, item)
+        fetched: dict[str, Fetched] = {}
+        for ref in (*item.images, item.mask):
+            if isinstance(ref, Remote) and ref.url not in fetched:
+                if self.fetcher is None:
+                    raise OSError(f"{ref}: remote inputs need a fetcher")
+                fetched[ref.url] = await self.fetcher.local(ref)
+        return await asyncio.to_thread(self._prepare, item, fetched)
 
-    def _prepare(self, item: Item) -> Prepared:
+    def _prepare(self, item: Item, fetched: dict[str, Fetched]) -> Prepared:
         files, digests, dims = [], [], []
+        records = []
         for path in item.images:
-            data, digest = _read(path)
+            data, digest, record = self._read(path, fetched, "image")
+            records.append(record)
             fmt = sniff_format(data[:16])
             if fmt is None:
                 raise ValueError(f"{path.name} is not a PNG, JPEG or WEBP image")
@@ -77,14 +89,15 @@ class Preparer:
                 dims.append(image.size)
             files.append((path.name, sent, content_type(fmt)))
             digests.append(digest)
-        inputs = [self._record(d, "image") for d in digests]
+        inputs = records
         mask = None
         mask_sha = None
         if item.mask is not None:
-            original, digest = _read(item.mask)
+            original, digest, record = self._read(item.mask, fetched, "mask")
             mask_sha = digest.sha256
-            inputs.append(self._record(digest, "mask"))
-            mask = (item.mask.with_suffix(".png").name, self._mask(item.mask, digest, original))
+            inputs.append(record)
+            sent_name = f"{item.mask.stem}.png"
+            mask = (sent_name, self._mask(Path(digest.path), digest, original))
         shas = [d.sha256 for d in digests]
         key = item_key(item, shas, mask_sha)
         estimate = estimate_item(item, dims, self.prices)
@@ -103,6 +116,19 @@ class Preparer:
             worst_counts=estimate.worst,
             approximate=estimate.approximate,
         )
+
+    def _read(
+        self, location: Location, fetched: dict[str, Fetched], role: str
+    ) -> tuple[bytes, FileDigest, dict]:
+        """The input's bytes, their digest (of the local copy), and its ledger entry."""
+        if isinstance(location, Remote):
+            copy = fetched[location.url]
+            data, digest = _read(copy.path)
+            if digest.sha256 != copy.sha256:
+                raise OSError(f"{location}: its cached copy {copy.path} changed; delete it")
+            return data, digest, copy.record(location, role)
+        data, digest = _read(location)
+        return data, digest, self._record(digest, role)
 
     def _record(self, digest: FileDigest, role: str) -> dict:
         record = digest.record(role)
@@ -136,21 +162,25 @@ def _read(path: Path) -> tuple[bytes, FileDigest]:
 
 
 async def write_outputs(
-    plan: Plan, item: Item, images: list[bytes], folder: str = ""
+    plan: Plan,
+    item: Item,
+    images: list[bytes],
+    folder: str = "",
+    *,
+    store: OutputStore | None = None,
 ) -> list[dict]:
     """Store each image under the item's output name (in `folder`, e.g. "answers/", inside the
-    output folder); ledger `outputs` entries.
+    output folder, local or on object storage); ledger `outputs` entries.
 
     The extension follows the bytes (a proxy may ignore output_format), so a file's name never
     lies about its content; only `output.mask_mode: strict` or `size: input` re-encode them.
     """
-    out_dir = plan.output.dir
+    store = store or as_store(plan.output.dir)
     stem = render_stem(plan.output.name, item)
     records = []
     for number, data in enumerate(images, start=1):
         fmt = sniff_format(data[:16]) or item.output_format
         suffix = f"-{number}" if len(images) > 1 else ""
-        path = safe_join(out_dir, f"{folder}{stem}{suffix}.{extension(fmt)}")
-        written = await asyncio.to_thread(write_atomic, path, data)
-        records.append(written.record(out_dir))
+        relpath = f"{folder}{stem}{suffix}.{extension(fmt)}"
+        records.append(await asyncio.to_thread(store.write, relpath, data))
     return records

@@ -16,18 +16,20 @@ from pipeline import __version__
 from pipeline.api.providers import Route
 from pipeline.core.errors import ManifestError, UsageError
 from pipeline.core.fingerprint import DigestCache
-from pipeline.core.plan import Item, Plan
+from pipeline.core.plan import Item, Location, Plan, Remote
 from pipeline.core.secrets import scrub_url
 from pipeline.engine.budget import BudgetGuard
 from pipeline.engine.pool import Pool
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import Observer, RunStats, RunSummary, verdict
+from pipeline.inputs.fetch import Fetcher
+from pipeline.inputs.validators import FetchError
 from pipeline.ledger.joblock import JobLock
 from pipeline.ledger.resume import classify
 from pipeline.ledger.status import read_job_state
-from pipeline.ledger.writer import LedgerWriter
+from pipeline.ledger.writer import LedgerWriter, ResumeState
 from pipeline.manifest.validate import check_files
-from pipeline.outputs.files import remove_stale_temps
+from pipeline.outputs.store import OutputStore, as_store
 
 
 class RunSession:
@@ -98,22 +100,29 @@ class RunSession:
                     "`ledger:` (or output.dir) in the manifest, or the path on disk"
                 ) from None
             try:
-                return await self._locked(items, writer, ledger_path)
+                if not any(remote_refs(item) for item in items):
+                    return await self._locked(items, writer, ledger_path, None)
+                async with Fetcher(input_cache_dir(self.plan)) as fetcher:
+                    return await self._locked(items, writer, ledger_path, fetcher)
             finally:
                 writer.close()
         finally:
             lock.release()
 
-    async def _locked(self, items: list[Item], writer: LedgerWriter, ledger: Path) -> RunSummary:
+    async def _locked(
+        self, items: list[Item], writer: LedgerWriter, ledger: Path, fetcher: Fetcher | None
+    ) -> RunSummary:
         started = time.monotonic()
         state, warnings = await asyncio.to_thread(read_job_state, self.plan, writer.scan)
         for warning in warnings:
             self.warn(warning)
-        out_dir = self.plan.output.dir
-        await asyncio.to_thread(prepare_out_dir, out_dir)
+        store = as_store(self.plan.output.dir)
+        await asyncio.to_thread(prepare_out_dir, self.plan.output.dir, store)
         cache = DigestCache(base=self.plan.manifest_path.parent)
+        if fetcher is not None:
+            cache.remote = await remote_digests(fetcher, items, state)
         classified = await asyncio.to_thread(
-            classify, items, state, cache, out_dir, retry_failed=self.options.retry_failed
+            classify, items, state, cache, store, retry_failed=self.options.retry_failed
         )
         if not self.plan.files_checked:
             notes: list = []
@@ -169,6 +178,8 @@ class RunSession:
             seed=self.options.seed,
             warn=self.warn,
             changed=self._changed,
+            store=store,
+            fetcher=fetcher,
         )
         if self.observer is not None:
             self.observer.started(stats)
@@ -232,12 +243,49 @@ class RunSession:
         )
 
 
-def prepare_out_dir(out_dir: Path) -> None:
+def prepare_out_dir(out_dir: Location, store: OutputStore | None = None) -> None:
+    """Make the output folder (or list the bucket's), clearing a killed run's temp files."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        (store or as_store(out_dir)).prepare()
     except OSError as exc:
         raise UsageError(
-            f"cannot create the output folder {out_dir}: {exc.strerror or exc}; "
-            "fix output.dir in the manifest or the path on disk"
+            f"cannot create or list the output folder {out_dir}: {exc.strerror or exc}; "
+            "fix output.dir in the manifest, the path on disk, or the store's credentials"
         ) from None
-    remove_stale_temps(out_dir)
+
+
+def remote_refs(item: Item) -> list[Remote]:
+    return [ref for ref in (*item.images, item.mask) if isinstance(ref, Remote)]
+
+
+def input_cache_dir(plan: Plan) -> Path:
+    """The content cache of remote inputs: beside the ledger, shared by the job's shards."""
+    return plan.ledger.parent / "input-cache"
+
+
+async def remote_digests(fetcher: Fetcher, items: list[Item], state: ResumeState) -> dict:
+    """{url: sha256} of the remote inputs of the items the ledger knows (the others need no
+    key before they are sent). An object whose validators match its recorded ones is not
+    fetched; a changed one is fetched (its new sha256 gives the item a new key); one that
+    cannot be had is left out (the item stays pending, and fails when it is prepared)."""
+    recorded: dict[str, dict] = {}
+    wanted: dict[str, Remote] = {}
+    for item in items:
+        succeeded = state.succeeded(item.id)
+        if succeeded is None and state.failed(item.id) is None:
+            continue
+        for entry in (succeeded or {}).get("inputs") or ():
+            if isinstance(entry.get("url"), str):
+                recorded[entry["url"]] = entry
+        for ref in remote_refs(item):
+            wanted[ref.url] = ref
+    found: dict[str, str] = {}
+
+    async def one(ref: Remote) -> None:
+        try:
+            found[ref.url] = await fetcher.sha256(ref, recorded.get(str(ref)))
+        except FetchError:
+            pass
+
+    await asyncio.gather(*(one(ref) for ref in wanted.values()))
+    return found

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core.fingerprint import DigestCache, item_key
-from pipeline.core.plan import Item
-from pipeline.outputs.files import output_intact
+from pipeline.core.plan import Item, Location, Remote
+from pipeline.outputs.store import OutputStore, as_store
 
 
 @dataclass(slots=True)
@@ -45,9 +45,12 @@ def _by_path(base: str, recorded: list[dict]) -> dict[str, dict]:
     return known
 
 
-def _sha256(path: Path, known: dict[str, dict] | None, cache: DigestCache) -> str:
+def _sha256(path: Location, known: dict[str, dict] | None, cache: DigestCache) -> str:
     """The recorded digest while the file's size and mtime match the record, else the
-    cache's (which reads the file only if it has not hashed it at this size and mtime)."""
+    cache's (which reads the file only if it has not hashed it at this size and mtime). A
+    remote input's is the one the fetcher found before classifying."""
+    if isinstance(path, Remote):
+        return cache.sha256(path)
     if known:
         name = os.fspath(path)
         entry = known.get(os.path.normpath(name))
@@ -66,7 +69,7 @@ def classify(
     items: Iterable[Item],
     state,  # pipeline.ledger.writer.ResumeState (or a merge of several)
     cache: DigestCache,
-    out_dir: Path,
+    out_dir: Path | OutputStore,
     *,
     retry_failed: bool = False,
 ) -> Classified:
@@ -79,6 +82,7 @@ def classify(
     """
     result = Classified()
     in_batch = state.batches.item_batch
+    store = as_store(out_dir)
     for item in items:
         if item.id in in_batch:
             result.in_batch.append(item)
@@ -97,7 +101,7 @@ def classify(
         if (
             succeeded is not None
             and succeeded.get("key") == key
-            and all(output_intact(out_dir, out) for out in succeeded.get("outputs", []))
+            and all(store.intact(out) for out in succeeded.get("outputs", []))
         ):
             result.done.append(item)
         elif (

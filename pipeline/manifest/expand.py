@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from pipeline.core.errors import Problem
-from pipeline.core.plan import DEFAULT_FINISH, Finish, Item, ParamValue
+from pipeline.core.plan import DEFAULT_FINISH, Finish, Item, Location, ParamValue, Remote, is_url
 from pipeline.cost.models import size_problem
 from pipeline.manifest.schema import FromItem, GlobItem, ImageItem, Params
 from pipeline.manifest.sources import expand_rows
@@ -86,6 +86,10 @@ def expand_items(
             items.append(item)
             continue
         if isinstance(spec, FromItem):
+            if is_url(spec.source):
+                fix = "download the export beside the manifest; its images may be URLs"
+                problems.append(Problem(f"items[{index}]", "from: must be a local file", fix))
+                continue
             rows, row_problems = expand_rows(
                 spec,
                 index,
@@ -270,13 +274,16 @@ def _fill(template: str, fields: dict[str, str]) -> str:
     return _GLOB_FIELD.sub(lambda m: fields[m.group(1)], template)
 
 
-def absolute(base: Path, path: str) -> Path:
-    """`path` from the manifest (relative to its folder `base`, or absolute, or ~/...)."""
+def absolute(base: Path, path: str) -> Location:
+    """`path` from the manifest (relative to its folder `base`, or absolute, or ~/...), or the
+    URL it is (http(s)://, s3://, gs://, az://, ...)."""
     return _absolute(str(base).rstrip("/"), path)
 
 
-def _absolute(base: str, path: str) -> Path:
+def _absolute(base: str, path: str) -> Location:
     """base/path as an absolute, normalized Path; the plain case without os.path's overhead."""
+    if is_url(path):
+        return Remote(path)
     if path[0] == "~":
         path = os.path.expanduser(path)
     joined = path if path[0] == "/" else f"{base}/{path}"

@@ -29,6 +29,7 @@ from pipeline.manifest.problems import schema_problems
 from pipeline.manifest.salvage import Salvage, told_already
 from pipeline.manifest.schema import Manifest
 from pipeline.manifest.validate import check_files as check_input_files
+from pipeline.manifest.validate import check_remote_inputs
 from pipeline.manifest.yamlfile import locate, parse_yaml, read_limited
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema" / "manifest.schema.json"
@@ -36,21 +37,25 @@ _ITEM_INDEX = re.compile(r"items\[(\d+)\]")
 _SAME_PROBLEM_SHOWN = 10  # beyond this, identical problems of many items become one line
 
 
-def load_plan(path: str | Path, *, check_files: bool = True) -> plan.Plan:
+def load_plan(
+    path: str | Path, *, check_files: bool = True, check_remote: bool = False
+) -> plan.Plan:
     """The manifest at `path` as a frozen Plan (absolute paths, defaults applied, globs
-    expanded). `check_files=False` skips reading the input files' headers."""
+    expanded). `check_files=False` skips reading the input files' headers; `check_remote`
+    (with check_files) asks each remote input's store whether it exists (a HEAD each, not a
+    download), as `editbatch validate` does."""
     # A large manifest makes a million small objects, none in a cycle: the cyclic collector
     # would run hundreds of times for nothing (a quarter of the time at 100,000 items).
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _load(path, check_files)
+        return _load(path, check_files, check_remote)
     finally:
         if paused:
             gc.enable()
 
 
-def _load(path: str | Path, check_files: bool) -> plan.Plan:
+def _load(path: str | Path, check_files: bool, check_remote: bool) -> plan.Plan:
     shown = str(path)
     manifest_path = Path(os.path.abspath(path))
     base = manifest_path.parent
@@ -81,12 +86,30 @@ def _load(path: str | Path, check_files: bool) -> plan.Plan:
     endpoint = build_endpoint(spec.endpoint, problems)
     problems += check_items(items, endpoint)
     problems += _userinfo_problems(spec, endpoint, raw, shown)
+    if spec.ledger and plan.is_url(spec.ledger):
+        line, column = locate(raw, {("ledger",)})[("ledger",)][1]
+        problems.append(
+            Problem(
+                f"{shown}:{line}:{column}",
+                f"ledger: {plan.Remote(spec.ledger)} is not a local path: the ledger is "
+                "appended line by line, fsynced and locked (flock) while a run holds it, "
+                "which object stores cannot do",
+                "give a path on a local disk or a mounted volume (outputs may still go to "
+                "object storage through output.dir)",
+            )
+        )
     notes: list[Problem] = []
     if check_files:
         problems += check_input_files(items, base, notes)
+        if check_remote:
+            problems += check_remote_inputs(items)
     if problems:
         raise ManifestError(_condense(_in_item_order(problems)))
-    out_dir = absolute(base, spec.output.dir or f"{manifest_path.stem}-out")
+    local_out = absolute(base, f"{manifest_path.stem}-out")
+    out_dir = absolute(base, spec.output.dir) if spec.output.dir else local_out
+    # With outputs on object storage, the ledger's default stays local: where the outputs
+    # would be without output.dir.
+    default_ledger = (local_out if isinstance(out_dir, plan.Remote) else out_dir) / "ledger.jsonl"
     return plan.Plan(
         manifest_path=manifest_path,
         name=spec.name or manifest_path.stem,
@@ -94,7 +117,7 @@ def _load(path: str | Path, check_files: bool) -> plan.Plan:
         limits=plan.Limits(**spec.limits.model_dump()),
         budget=plan.Budget(**spec.budget.model_dump()),
         output=plan.Output(dir=out_dir, name=spec.output.name, finish=finish),
-        ledger=absolute(base, spec.ledger) if spec.ledger else out_dir / "ledger.jsonl",
+        ledger=absolute(base, spec.ledger) if spec.ledger else default_ledger,
         items=tuple(items),
         pricing=MappingProxyType({model: _price(price) for model, price in spec.pricing.items()}),
         files_checked=check_files,

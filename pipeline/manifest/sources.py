@@ -12,11 +12,10 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable
-from pathlib import Path
 from types import MappingProxyType
 
 from pipeline.core.errors import Problem
-from pipeline.core.plan import DEFAULT_FINISH, Finish, Item, ParamValue
+from pipeline.core.plan import DEFAULT_FINISH, Finish, Item, Location, ParamValue
 from pipeline.cost.models import size_problem
 from pipeline.manifest.exports import Cell, Export, read_export
 from pipeline.manifest.schema import MAX_IMAGES, FromItem, Params
@@ -28,14 +27,14 @@ _INTEGERS = {"n": 1, "output_compression": 0}  # name: least value
 PARAM_COLUMNS = tuple(name for name in Params.model_fields if name != "extra")
 _TEMPLATE_KEYS = ("id", "image", "mask", "prompt")
 
-Absolute = Callable[[str], Path]
+Absolute = Callable[[str], Location]
 
 
 def expand_rows(
     spec: FromItem,
     index: int,
     *,
-    export_path: Path,
+    export_path: Location,
     params: dict[str, ParamValue],
     overrides: frozenset[str],
     default_prompt: str | None,
@@ -161,7 +160,7 @@ def _images(
     here: str,
     absolute: Absolute,
     has_column: bool,
-) -> tuple[list[Path], list[Problem]]:
+) -> tuple[list[Location], list[Problem]]:
     literal = template is not None and not any("{" in t for t in template)
     if literal:
         names = list(template)

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from pipeline.core.errors import Problem
-from pipeline.core.plan import Item
+from pipeline.core.plan import Item, Remote
+from pipeline.inputs.exist import unreachable_now
 from pipeline.manifest.expand import label
 from pipeline.media.images import (
     BadImage,
@@ -30,6 +31,32 @@ IMAGE_LIMIT = 50 * MB  # per input image
 MASK_LIMIT = 4 * MB  # the mask as sent, after any conversion
 
 Finding = ImageInfo | tuple[str, str]  # the facts, or (message, fix) of why there are none
+
+
+def check_remote_inputs(items: list[Item], *, concurrency: int = 16) -> list[Problem]:
+    """Every remote input that its store says does not exist (or cannot be reached), located
+    at each item naming it; one HEAD per distinct URL, nothing downloaded."""
+    refs = [ref for item in items for ref in (*item.images, item.mask) if isinstance(ref, Remote)]
+    if not refs:
+        return []
+    why = unreachable_now(refs, concurrency=concurrency)
+    problems = []
+    for item in items:
+        named = [
+            (f".image[{n}]" if len(item.images) > 1 else ".image", ref)
+            for n, ref in enumerate(item.images)
+        ]
+        named.append((".mask", item.mask))
+        for suffix, ref in named:
+            if isinstance(ref, Remote) and ref.url in why:
+                problems.append(
+                    Problem(
+                        label(item) + suffix,
+                        why[ref.url],
+                        "check the URL, or skip this check with --offline-inputs",
+                    )
+                )
+    return problems
 
 
 def check_files(items: list[Item], base: Path, notes: list[Problem] | None = None) -> list[Problem]:
@@ -53,6 +80,8 @@ def check_files(items: list[Item], base: Path, notes: list[Problem] | None = Non
         name = label(item)
         first: ImageInfo | None = None
         for number, path in enumerate(item.images):
+            if isinstance(path, Remote):
+                continue
             where = f"{name}.image" if len(item.images) == 1 else f"{name}.image[{number}]"
             info = look(path)
             if isinstance(info, tuple):
@@ -79,7 +108,9 @@ def check_files(items: list[Item], base: Path, notes: list[Problem] | None = Non
                         f"sent {TURNS[info.orientation]}, upright, as {width}x{height}",
                     )
                 )
-        if item.mask is None or not item.images:  # a mask without an image: told elsewhere
+        if (
+            item.mask is None or not item.images or isinstance(item.mask, Remote)
+        ):  # a mask without an image: told elsewhere
             continue
         where = f"{name}.mask"
         info = look(item.mask)

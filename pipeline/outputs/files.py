@@ -167,7 +167,7 @@ def output_intact(out_dir: Path, recorded: dict) -> bool:
     per output of a 100,000-item ledger.
     """
     relpath = recorded.get("path")
-    if not isinstance(relpath, str) or not _plain_relative(relpath):
+    if not isinstance(relpath, str) or not plain_relative(relpath):
         return False
     path = os.path.join(out_dir, relpath)
     try:
@@ -184,7 +184,7 @@ def output_intact(out_dir: Path, recorded: dict) -> bool:
         return False
 
 
-def _plain_relative(relpath: str) -> bool:
+def plain_relative(relpath: str) -> bool:
     return (
         bool(relpath)
         and "\0" not in relpath
