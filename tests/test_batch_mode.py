@@ -516,3 +516,22 @@ async def test_strict_masks_and_drift_apply_to_batch_answers_as_to_interactive_o
     assert (rejected["item"], rejected["cause"]) == ("b", "drift") and rejected["cost_usd"] > 0
     assert done["b"]["attempt"] == 2
     assert spent(lines) == pytest.approx(stats["usd"], rel=1e-6)
+
+
+async def test_answers_paid_in_a_batch_fill_the_cache_and_a_later_job_sends_nothing(
+    tmp_path, sim_factory
+):
+    first_dir, second_dir = tmp_path / "one", tmp_path / "two"
+    cache = str(tmp_path / "cache")
+    first = simple_job(first_dir, 2, cache=cache)
+    second = simple_job(second_dir, 2, cache=cache)
+    async with sim_factory(FAST) as sim:
+        assert (await run(load_plan(first), options(sim.base_url, wait=True))).exit_code == 0
+        billed = (await sim.stats())["usd"]
+        again = await run(load_plan(second), options(sim.base_url, wait=True))
+        stats = await sim.stats()
+    assert again.exit_code == 0 and again.stats.succeeded == 2
+    lines = read_ledger_lines(second_dir / "job-out" / "ledger.jsonl")
+    assert not events(lines, "batch_submitted") and not events(lines, "file_uploaded")
+    assert {r["cached"] for r in events(lines, "succeeded")} == {True}
+    assert spent(lines) == 0 and stats["usd"] == billed

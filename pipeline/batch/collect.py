@@ -15,6 +15,7 @@ from pathlib import Path
 from pipeline.api.answers import cause_of
 from pipeline.api.batchlines import LineResult, parse_line, read_result
 from pipeline.batch.context import BatchContext
+from pipeline.cache.store import AnswerCache
 from pipeline.core.errors import AttemptError, PermanentError, RetryableError
 from pipeline.core.plan import Item
 from pipeline.cost.pricing import TokenCounts, price_of
@@ -36,6 +37,7 @@ class Collector:
         self.turnaround_s: float | None = None
         self.preparer = Preparer(ctx.plan, ctx.batch_prices)  # inputs again, for finishing
         self._finishing = asyncio.Semaphore(FINISHING)
+        self.cache = AnswerCache(ctx.plan.cache) if ctx.plan.cache else None
 
     async def collect(self, batch: OpenBatch, info: dict) -> None:
         """Record every result of `batch` (whose provider object is `info`, ended)."""
@@ -174,9 +176,27 @@ class Collector:
         if answers is not None:
             fields["answers"] = answers
         await ctx.writer.awrite("succeeded", **fields)
+        await self._remember(batch, item, result)
         ctx.stats.cost_usd += billed.cost_usd or 0.0
         ctx.stats.add_tokens(billed.counts)
         ctx.changed()
+
+    async def _remember(self, batch: OpenBatch, item: Item, result: LineResult) -> None:
+        """A paid answer into the cross-run cache, as an interactive run stores it; a cache
+        that cannot be written is said once and otherwise ignored."""
+        key = batch.cache_keys.get(item.id)
+        if self.cache is None or key is None or not result.images:
+            return
+        try:
+            await asyncio.to_thread(
+                self.cache.put, key, result.images, model=item.model, usage=result.usage
+            )
+        except OSError as exc:
+            self.cache = None
+            self.ctx.warn(
+                f"cannot write to the cache: {exc.strerror or exc}; answers of this run are "
+                "not cached (fix the folder's permissions or space)"
+            )
 
     async def _finish(self, item: Item, images: list[bytes]) -> Finished:
         """Drift, strict compositing or the input's size, as an interactive answer gets them

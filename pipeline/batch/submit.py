@@ -18,10 +18,12 @@ from pipeline.api import batchlines
 from pipeline.batch import parts
 from pipeline.batch.context import BatchContext
 from pipeline.batch.reconcile import find_batches
+from pipeline.cache.store import AnswerCache
 from pipeline.core.errors import RetryableError
 from pipeline.core.plan import Item
 from pipeline.engine.budget import fits
-from pipeline.engine.prepare import Prepared, Preparer
+from pipeline.engine.finishing import ANSWERS, Finisher
+from pipeline.engine.prepare import Prepared, Preparer, write_outputs
 from pipeline.ledger.batches import BatchState
 
 PREPARE_AT_ONCE = 8  # items read and uploaded at once
@@ -80,6 +82,8 @@ class Submitter:
         self.state = state
         self.allowance = allowance
         self.preparer = Preparer(ctx.plan, ctx.batch_prices)
+        cache = AnswerCache(ctx.plan.cache) if ctx.plan.cache else None
+        self.finisher = Finisher(cache, ctx.warn)  # answers paid by earlier runs or jobs
         self._uploads: dict[str, asyncio.Future[str]] = {}
         self._sleep = sleep
         self.budget_stopped = 0
@@ -93,7 +97,7 @@ class Submitter:
             prepared = await settled([self._prepare(item) for item in chunk])
             accepted = []
             for item, ready in zip(chunk, prepared, strict=True):
-                if ready is None:
+                if ready is None or await self._from_cache(ready):
                     continue
                 if not self.allowance.take(ready.worst_usd):
                     self.budget_stopped = len(items) - items.index(item)
@@ -108,6 +112,39 @@ class Submitter:
             for number, part in enumerate(parts.split([len(x.data) for x in group]), start=1):
                 submitted += await self._batch([group[i] for i in part], endpoint, number)
         return submitted
+
+    async def _from_cache(self, prepared: Prepared) -> bool:
+        """Whether the item was done from the answer cache (nothing sent, nothing paid)."""
+        hit = await self.finisher.from_cache(prepared)
+        if hit is None:
+            return False
+        _response, finished = hit
+        plan, item = self.ctx.plan, prepared.item
+        fields: dict[str, Any] = {
+            "item": item.id,
+            "key": prepared.key,
+            "attempt": 0,
+            "endpoint": item.endpoint,
+            "provider": plan.endpoint.provider,
+            "model": item.model,
+            "params": dict(item.params),
+            "latency_s": 0.0,
+            "request_id": None,
+            "usage": None,
+            "cost_usd": 0.0,
+            "outputs": await write_outputs(plan, item, finished.images),
+            "inputs": prepared.inputs,
+            "cached": True,
+        }
+        if finished.drift is not None:
+            fields["drift"] = finished.drift
+        if finished.answers is not None:
+            fields["answers"] = await write_outputs(plan, item, finished.answers, ANSWERS)
+        await self.ctx.writer.awrite("succeeded", **fields)
+        self.ctx.stats.succeeded += 1
+        self.ctx.stats.pending -= 1
+        self.ctx.changed()
+        return True
 
     async def _prepare(self, item: Item) -> Prepared | None:
         try:
@@ -149,6 +186,7 @@ class Submitter:
             "key": prepared.key,
             "custom_id": cid,
             "worst_usd": round(prepared.worst_usd, 8),
+            "cache_key": prepared.cache_key,
             "inputs": prepared.inputs,
         }
         return Line(

@@ -23,6 +23,7 @@ class OpenBatch:
     items: dict[str, tuple[str, str]]  # item id -> (key, custom_id)
     inputs: dict[str, list] = field(default_factory=dict)  # item id -> its `inputs` entries
     worst: dict[str, float] = field(default_factory=dict)  # item id -> worst USD at batch price
+    cache_keys: dict[str, str] = field(default_factory=dict)  # item id -> its answer cache key
     worst_usd: float = 0.0  # reserved against budget.total_usd until collected
     run: str | None = None
     ts: str = ""
@@ -65,6 +66,7 @@ class BatchState:
         items = {str(e["item"]): (str(e.get("key")), str(e.get("custom_id"))) for e in entries}
         inputs = {str(e["item"]): list(e.get("inputs") or ()) for e in entries}
         worst = {str(e["item"]): float(e.get("worst_usd") or 0.0) for e in entries}
+        cache_keys = {str(e["item"]): str(e["cache_key"]) for e in entries if e.get("cache_key")}
         self.inputs.pop(str(record.get("input_file")), None)
         self.open[batch_id] = OpenBatch(
             id=batch_id,
@@ -73,6 +75,7 @@ class BatchState:
             items=items,
             inputs=inputs,
             worst=worst,
+            cache_keys=cache_keys,
             worst_usd=float(record.get("worst_usd") or 0.0),
             run=record.get("run"),
             ts=str(record.get("ts") or ""),
