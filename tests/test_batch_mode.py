@@ -535,3 +535,40 @@ async def test_answers_paid_in_a_batch_fill_the_cache_and_a_later_job_sends_noth
     assert not events(lines, "batch_submitted") and not events(lines, "file_uploaded")
     assert {r["cached"] for r in events(lines, "succeeded")} == {True}
     assert spent(lines) == 0 and stats["usd"] == billed
+
+
+async def test_an_input_by_url_goes_up_once_and_its_answer_comes_back(tmp_path, sim_factory):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (30, 60, 90)).save(buffer, "PNG")
+    served = buffer.getvalue()
+    gets = []
+
+    async def picture(request: web.Request) -> web.Response:
+        if request.method == "GET":
+            gets.append(request.path)
+        return web.Response(body=served, content_type="image/png", headers={"ETag": '"v1"'})
+
+    app = web.Application()
+    app.router.add_route("*", "/p/hero.png", picture)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        manifest = write_manifest(
+            tmp_path,
+            [{"id": "hero", "image": f"http://127.0.0.1:{port}/p/hero.png", "prompt": "white"}],
+        )
+        async with sim_factory(FAST) as sim:
+            summary = await run(load_plan(manifest), options(sim.base_url, wait=True))
+    finally:
+        await runner.cleanup()
+    assert summary.exit_code == 0
+    [done] = events(ledger_of(tmp_path), "succeeded")
+    assert (tmp_path / "job-out" / done["outputs"][0]["path"]).is_file()
+    assert gets == ["/p/hero.png"]  # fetched once, into the content cache

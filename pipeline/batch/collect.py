@@ -35,7 +35,7 @@ class Collector:
         self.items = items
         self.max_attempts = ctx.plan.limits.max_attempts
         self.turnaround_s: float | None = None
-        self.preparer = Preparer(ctx.plan, ctx.batch_prices)  # inputs again, for finishing
+        self.preparer = Preparer(ctx.plan, ctx.batch_prices, ctx.fetcher)  # for finishing
         self._finishing = asyncio.Semaphore(FINISHING)
         self.cache = AnswerCache(ctx.plan.cache) if ctx.plan.cache else None
 
@@ -146,10 +146,12 @@ class Collector:
             )
             await self._failed(batch, item, key, attempt, result, cause="input")
             return
-        outputs = await write_outputs(ctx.plan, item, finished.images)
+        outputs = await write_outputs(ctx.plan, item, finished.images, store=ctx.store)
         answers = None
         if finished.answers is not None:  # strict: what the model drew, for review
-            answers = await write_outputs(ctx.plan, item, finished.answers, ANSWERS)
+            answers = await write_outputs(
+                ctx.plan, item, finished.answers, ANSWERS, store=ctx.store
+            )
         price = price_of(ctx.prices, item.model)
         interactive = None
         if billed.cost_usd is not None and price is not None and price.batch_discount > 0:

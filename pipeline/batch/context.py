@@ -9,7 +9,9 @@ from pipeline.api.batches import BatchAPI
 from pipeline.core.plan import Plan
 from pipeline.cost.pricing import Price
 from pipeline.engine.summary import RunStats
+from pipeline.inputs.fetch import Fetcher
 from pipeline.ledger.writer import LedgerWriter
+from pipeline.outputs.store import OutputStore
 
 
 @dataclass(slots=True)
@@ -23,6 +25,8 @@ class BatchContext:
     batch_prices: dict[str, Price]  # what the provider bills a batch's lines
     warn: Callable[[str], None]
     changed: Callable[[], None]
+    store: OutputStore  # where outputs go: the output folder, or a bucket
+    fetcher: Fetcher | None = None  # remote inputs; None when the plan has none
 
     @property
     def job(self) -> str:

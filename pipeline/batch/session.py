@@ -27,14 +27,21 @@ from pipeline.batch.submit import Allowance, Submitter
 from pipeline.core.errors import AttemptError, FatalError, ManifestError, UsageError
 from pipeline.core.fingerprint import DigestCache
 from pipeline.core.plan import Item, Plan
-from pipeline.engine.session import prepare_out_dir
+from pipeline.engine.session import (
+    input_cache_dir,
+    prepare_out_dir,
+    remote_digests,
+    remote_refs,
+)
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import RunStats, RunSummary, verdict
+from pipeline.inputs.fetch import Fetcher
 from pipeline.ledger.joblock import JobLock
 from pipeline.ledger.resume import Classified, classify
 from pipeline.ledger.scan import ResumeState
 from pipeline.ledger.writer import LedgerWriter, read_ledger
 from pipeline.manifest.validate import check_files
+from pipeline.outputs.store import as_store
 
 
 class BatchSession:
@@ -97,17 +104,24 @@ class BatchSession:
                     "(or output.dir) in the manifest, or the path on disk"
                 ) from None
             try:
-                return await self._locked(items, writer)
+                if not any(remote_refs(item) for item in items):
+                    return await self._locked(items, writer, None)
+                async with Fetcher(input_cache_dir(self.plan)) as fetcher:
+                    return await self._locked(items, writer, fetcher)
             finally:
                 writer.close()
         finally:
             lock.release()
 
-    async def _locked(self, items: list[Item], writer: LedgerWriter) -> RunSummary:
+    async def _locked(
+        self, items: list[Item], writer: LedgerWriter, fetcher: Fetcher | None
+    ) -> RunSummary:
         started = time.monotonic()
         for warning in writer.scan.warnings:
             self.warn(warning)
-        await asyncio.to_thread(prepare_out_dir, self.plan.output.dir)
+        self.store = as_store(self.plan.output.dir)
+        self.fetcher = fetcher
+        await asyncio.to_thread(prepare_out_dir, self.plan.output.dir, self.store)
         for leftover in stale_downloads(writer.path):
             leftover.unlink(missing_ok=True)
         await writer.awrite(
@@ -140,6 +154,8 @@ class BatchSession:
                 batch_prices={m: p.at_batch() for m, p in self.settings.prices.items()},
                 warn=self.warn,
                 changed=self._changed,
+                store=self.store,
+                fetcher=fetcher,
             )
             try:
                 await self._rounds(ctx, items, writer.scan.state, first=True)
@@ -199,13 +215,10 @@ class BatchSession:
 
     async def _classify(self, items: list[Item], state: ResumeState) -> Classified:
         cache = DigestCache(base=self.plan.manifest_path.parent)
+        if self.fetcher is not None:
+            cache.remote = await remote_digests(self.fetcher, items, state)
         classified = await asyncio.to_thread(
-            classify,
-            items,
-            state,
-            cache,
-            self.plan.output.dir,
-            retry_failed=self.options.retry_failed,
+            classify, items, state, cache, self.store, retry_failed=self.options.retry_failed
         )
         if not self.plan.files_checked:
             unchecked = [item for item in classified.pending if item.id not in self._checked]

@@ -81,7 +81,7 @@ class Submitter:
         self.ctx = ctx
         self.state = state
         self.allowance = allowance
-        self.preparer = Preparer(ctx.plan, ctx.batch_prices)
+        self.preparer = Preparer(ctx.plan, ctx.batch_prices, ctx.fetcher)
         cache = AnswerCache(ctx.plan.cache) if ctx.plan.cache else None
         self.finisher = Finisher(cache, ctx.warn)  # answers paid by earlier runs or jobs
         self._uploads: dict[str, asyncio.Future[str]] = {}
@@ -132,14 +132,16 @@ class Submitter:
             "request_id": None,
             "usage": None,
             "cost_usd": 0.0,
-            "outputs": await write_outputs(plan, item, finished.images),
+            "outputs": await write_outputs(plan, item, finished.images, store=self.ctx.store),
             "inputs": prepared.inputs,
             "cached": True,
         }
         if finished.drift is not None:
             fields["drift"] = finished.drift
         if finished.answers is not None:
-            fields["answers"] = await write_outputs(plan, item, finished.answers, ANSWERS)
+            fields["answers"] = await write_outputs(
+                plan, item, finished.answers, ANSWERS, store=self.ctx.store
+            )
         await self.ctx.writer.awrite("succeeded", **fields)
         self.ctx.stats.succeeded += 1
         self.ctx.stats.pending -= 1
