@@ -65,7 +65,8 @@ def _hwm_mb() -> float:
 async def _client(mode: str, base_url: str) -> dict:
     import aiohttp
 
-    from pipeline.api.client import EditRequest, EditsClient
+    from pipeline.api.bodies import ImageRequest
+    from pipeline.api.client import EditsClient
     from pipeline.core.errors import AttemptError
 
     png = bytes.fromhex(
@@ -78,7 +79,7 @@ async def _client(mode: str, base_url: str) -> dict:
     async with aiohttp.ClientSession() as session:
         if mode == "editbatch":
             client = EditsClient(session, base_url, "sk-bench", timeout_s=60)
-            req = EditRequest("p", {"model": "gpt-image-1", "n": 1}, [("a.png", png, "image/png")])
+            req = ImageRequest("p", {"model": "gpt-image-1", "n": 1}, [("a.png", png, "image/png")])
             try:
                 await client.edit(req)
             except AttemptError as exc:

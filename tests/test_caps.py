@@ -15,15 +15,16 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from pipeline.api.bodies import ImageRequest
 from pipeline.api.caps import answer_cap, read_prefix
-from pipeline.api.client import EditRequest, EditsClient
+from pipeline.api.client import EditsClient
 from pipeline.core.errors import RetryableError
 
 MB = 2**20
 
 
-def request(prompt: str, n: int = 1) -> EditRequest:
-    return EditRequest(
+def request(prompt: str, n: int = 1) -> ImageRequest:
+    return ImageRequest(
         prompt=prompt,
         params={"model": "gpt-image-1", "n": n},
         images=[("a.png", hostile.PNG, "image/png")],
