@@ -147,3 +147,46 @@ def test_a_run_budget_from_the_command_line_names_the_typo_first(tmp_path, capsy
     assert main(["run", str(manifest), "--simulate", "--max-usd", "1", "--progress", "none"]) == 2
     err = capsys.readouterr()[1]
     assert "gpt-image-l: did you mean gpt-image-1? fix the model name" in err
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "manifests"
+README_JOB = """\
+version: 1
+concurrency: 4
+defaults:
+  model: gpt-image-l
+budget:
+  run_usd: 5
+items:
+  - id: mug
+    image: demo/images/mug.png
+    mask: demo/masks/small.png
+    prompt: Put the mug on marble
+  - id: mug
+    image: demo/images/sneaker.jpg
+    prompt: ""
+  - image: demo/images/lamp.webp
+    qualty: high
+    prompt: Put the lamp on a table
+"""
+
+
+def test_the_readme_shows_what_validate_really_prints(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from PIL import Image
+
+    shutil.copytree(DEMO / "demo", tmp_path / "demo")
+    Image.new("RGBA", (256, 256)).save(tmp_path / "demo" / "masks" / "small.png")
+    (tmp_path / "job.yaml").write_text(README_JOB)
+    (tmp_path / "indent.yaml").write_text(
+        "version: 1\ndefaults:\n  model: gpt-image-1\n   size: 1024x1024\nitems:\n"
+        "  - image: demo/images/mug.png\n    prompt: Style: minimal\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    readme = README.read_text("utf-8")
+    for name in ("job.yaml", "indent.yaml"):
+        assert main(["validate", name]) == 2
+        for line in capsys.readouterr()[1].splitlines():
+            assert line in readme, line

@@ -80,6 +80,16 @@ CONNECT = "POST https://api.example.test/v1/images/edits: Cannot connect to host
             ["fix the prompts", "no answer came back"],
         ),
         (summary_of(3, "budget", pending=2), ["--max-usd"], ["--retry-failed"]),
+        (
+            summary_of(75, "outage", pending=3, causes={"connection": (6, CONNECT)}),
+            ["no answer came back from https://api.example.test/v1", "resumes the 3 pending"],
+            ["--retry-failed"],
+        ),
+        (
+            summary_of(75, "outage", succeeded=1, pending=3, causes={"server_error": (6, "")}),
+            ["resumes the 3 pending item(s) once the provider answers again"],
+            ["no answer came back"],
+        ),
         (summary_of(4, "fatal"), ["fix what the abort message above says"], ["--retry-failed"]),
     ],
 )

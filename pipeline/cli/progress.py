@@ -9,8 +9,9 @@ import time
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from pipeline.cli.eta import Eta
 from pipeline.engine import advice
 from pipeline.engine.summary import RunStats, RunSummary
 
@@ -21,6 +22,11 @@ PAUSE_SHOWN_S = 3.0
 
 def _seconds(value: float) -> str:
     return f"{value:.0f}" if value >= 1 else f"{value:.1g}"
+
+
+def finished(stats: RunStats) -> int:
+    """Items this run has finished, done or failed: what the ETA's rate counts."""
+    return stats.succeeded + stats.failed
 
 
 def hold_text(stats: RunStats, now: float | None = None) -> str:
@@ -35,15 +41,7 @@ def hold_text(stats: RunStats, now: float | None = None) -> str:
     return ""
 
 
-def eta_text(stats: RunStats, elapsed_s: float) -> str:
-    finished = stats.succeeded + stats.failed
-    if finished == 0 or stats.pending == 0:
-        return ""
-    seconds = stats.pending * elapsed_s / finished
-    return f", ETA {int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m{int(seconds % 60):02d}s"
-
-
-def status_line(stats: RunStats, elapsed_s: float | None = None) -> str:
+def status_line(stats: RunStats, eta: Eta | None = None) -> str:
     usd = f"${stats.cost_usd:.4f}"
     if stats.budget_left_usd is not None:
         usd += f" (left ${stats.budget_left_usd:.4f})"
@@ -54,7 +52,7 @@ def status_line(stats: RunStats, elapsed_s: float | None = None) -> str:
         f"pending {stats.pending}, in flight {stats.in_flight}, requests {stats.requests}, "
         f"retries {retries}, spent {usd}"
         + batch_text(stats)
-        + (eta_text(stats, elapsed_s) if elapsed_s is not None else "")
+        + (f", {eta.text(stats.pending)}" if eta is not None and eta.text(stats.pending) else "")
         + (f"; {hold}" if hold else "")
     )
 
@@ -78,7 +76,7 @@ class PlainProgress:
         self.interval_s = interval_s
         self._stats: RunStats | None = None
         self._task: asyncio.Task | None = None
-        self._started = time.monotonic()
+        self._eta = Eta(time.monotonic())
         self._hold = ""  # what the log last said holds dispatch back
 
     def _print(self, text: str) -> None:
@@ -87,7 +85,7 @@ class PlainProgress:
 
     def started(self, stats: RunStats) -> None:
         self._stats = stats
-        self._started = time.monotonic()
+        self._eta = Eta(time.monotonic())
         self._print(
             f"{stats.total} item(s): {stats.done_before} done before, "
             f"{stats.failed_before} failed before, {stats.pending} to run"
@@ -98,10 +96,12 @@ class PlainProgress:
         while True:
             await asyncio.sleep(self.interval_s)
             if self._stats is not None:
-                self._print(status_line(self._stats, time.monotonic() - self._started))
+                self._eta.observe(finished(self._stats), time.monotonic())
+                self._print(status_line(self._stats, self._eta))
 
     def update(self, stats: RunStats) -> None:
         self._stats = stats
+        self._eta.observe(finished(stats), time.monotonic())
         self._log_hold(stats)
 
     def _log_hold(self, stats: RunStats) -> None:
@@ -127,7 +127,7 @@ class PlainProgress:
 
 
 class RichProgress:
-    """A live bar: done/total, in flight, retries, USD so far, ETA."""
+    """A live bar: done/total, in flight, retries, USD so far, time left (smoothed)."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
@@ -136,15 +136,16 @@ class RichProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"),
-            TimeRemainingColumn(),
             console=self.console,
             transient=False,
         )
         self._task_id = None
         self._stats: RunStats | None = None
         self._tick: asyncio.Task | None = None
+        self._eta = Eta(time.monotonic())
 
     def started(self, stats: RunStats) -> None:
+        self._eta = Eta(time.monotonic())
         self._progress.start()
         self._task_id = self._progress.add_task(
             "run", total=stats.total, completed=stats.done, detail=""
@@ -171,8 +172,11 @@ class RichProgress:
             detail += f" · failed {stats.failed}"
         detail += batch_text(stats).replace(", in batches", " · in batches")
         hold = hold_text(stats)
+        self._eta.observe(finished(stats), time.monotonic())
         if hold:
             detail += f" · [yellow]{hold}[/]"
+        elif self._eta.text(stats.pending):
+            detail += f" · {self._eta.text(stats.pending)}"
         self._progress.update(
             self._task_id, completed=stats.done + stats.failed + stats.failed_before, detail=detail
         )

@@ -75,8 +75,6 @@ def next_steps(summary: RunSummary, manifest: str) -> list[str]:
         return [f"raise budget.run_usd (or `{run} --max-usd X`) or budget.total_usd to resume"]
     if code == 5:
         return [f"`{run} --batch` collects the batches once they have ended (--wait polls)"]
-    if code == 75:
-        return [f"`{run}` resumes once the provider answers again (the message above says when)"]
     steps: list[str] = []
     causes = {c.name for c in top_causes(s, limit=len(s.causes))}
     if (
@@ -90,6 +88,9 @@ def next_steps(summary: RunSummary, manifest: str) -> list[str]:
             f"no answer came back from {summary.base_url}: check endpoint.base_url (or "
             "--base-url) and the network or proxy"
         )
+    if code == 75:
+        when = "once the provider answers again (the message above says when)"
+        return [*steps, f"`{run}` resumes the {s.pending} pending item(s) {when}"]
     if s.pending:
         steps.append(f"`{run}` resumes the {s.pending} pending item(s)")
     failed = s.failed + s.failed_before

@@ -104,7 +104,7 @@ def _load(path: str | Path, check_files: bool, check_remote: bool) -> plan.Plan:
         if check_remote:
             problems += check_remote_inputs(items)
     if problems:
-        raise ManifestError(_condense(_in_item_order(problems)))
+        raise ManifestError(_condense(_in_item_order(problems, shown)))
     local_out = absolute(base, f"{manifest_path.stem}-out")
     out_dir = absolute(base, spec.output.dir) if spec.output.dir else local_out
     # With outputs on object storage, the ledger's default stays local: where the outputs
@@ -198,12 +198,15 @@ def _userinfo_problems(
     ]
 
 
-def _in_item_order(problems: list[Problem]) -> list[Problem]:
-    """The YAML's own problems first (they are in line order), then item by item."""
+def _in_item_order(problems: list[Problem], shown: str) -> list[Problem]:
+    """The manifest's located problems first, in line order, then item by item."""
 
-    def position(problem: Problem) -> int:
+    def position(problem: Problem) -> tuple[int, int]:
         match = _ITEM_INDEX.match(problem.where)
-        return int(match.group(1)) if match else -1
+        if match:
+            return int(match.group(1)), 0
+        line = problem.where.removeprefix(f"{shown}:").split(":", 1)[0]
+        return -1, int(line) if problem.where.startswith(f"{shown}:") and line.isdigit() else 0
 
     return sorted(problems, key=position)
 
