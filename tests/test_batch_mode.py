@@ -45,6 +45,9 @@ async def test_submit_returns_5_while_in_flight_and_a_later_run_collects(tmp_pat
     async with sim_factory(FAST) as sim:
         first = await run(load_plan(manifest), options(sim.base_url))
         assert (first.exit_code, first.stats.in_batch, first.stats.pending) == (5, 4, 0)
+        from pipeline.cli.metrics import prometheus_text
+
+        assert 'state="in_batch"} 4' in prometheus_text(first)
         lines = ledger_of(tmp_path)
         [submitted] = events(lines, "batch_submitted")
         assert len(submitted["items"]) == 4 and submitted["input_file"].startswith("file-")

@@ -43,6 +43,7 @@ case $rc in
     2) verdict="nothing sent: the manifest, an input or the command line is invalid, or another run holds the ledger" ;;
     3) verdict="budget stop, as planned: the next run resumes the pending items" ;;
     4) verdict="ABORTED: bad key, no quota or unknown model; fix it before the next run" ;;
+    5) verdict="batch mode: batches in flight at the provider; the next run collects them" ;;
     75) verdict="provider outage: it failed every request for limits.max_outage_s; the next run resumes the pending items" ;;
     130 | 143) verdict="interrupted and drained: the next run resumes" ;;
     *) verdict="internal error (a bug in editbatch): rerun with EDITBATCH_DEBUG=1 and report it" ;;
@@ -51,7 +52,7 @@ echo "$(now) editbatch-nightly: exit $rc: $verdict"
 
 # cron ignores exit statuses: tell syslog about the ones a human has to act on.
 case $rc in
-    0 | 3 | 130 | 143) ;;
+    0 | 3 | 5 | 130 | 143) ;;
     75) logger -t editbatch -p user.warning "$job: exit $rc: $verdict" 2>/dev/null || true ;;
     *) logger -t editbatch -p user.err "$job: exit $rc: $verdict" 2>/dev/null || true ;;
 esac

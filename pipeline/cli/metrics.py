@@ -60,6 +60,7 @@ def prometheus_text(
             ('state="done"', counts["done"]),
             ('state="failed"', counts["failed"] + counts["failed_before"]),
             ('state="pending"', counts["pending"]),
+            ('state="in_batch"', counts["in_batch"]),
         ],
     )
     metric(
