@@ -13,6 +13,7 @@ import pytest
 from helpers import read_ledger_lines
 from simfixtures import image_bytes
 
+from pipeline.cli.main import main
 from pipeline.core.errors import ManifestError
 from pipeline.engine.runner import RunControl, RunOptions, run
 from pipeline.manifest.load import load_plan
@@ -93,11 +94,15 @@ async def test_a_csv_of_s3_photos_runs_into_a_bucket_and_a_rerun_sends_nothing(
     async with sim_factory() as sim:
         first = await run_job(manifest, sim)
         second = await run_job(manifest, sim)
+        dry = await run_job(manifest, sim, dry_run=True)  # as estimate: from the ledger
         stats = await sim.stats()
     assert (first.exit_code, first.stats.succeeded) == (0, 3)
     assert (second.exit_code, second.stats.done_before, second.stats.succeeded) == (0, 3, 0)
-    assert stats["requests"] == 3
+    assert stats["requests"] == 3 and (dry.stats.done_before, dry.stats.pending) == (3, 0)
     assert set(outputs_in(s3, assets)) == {f"{sku}.png" for sku in SKUS}
+    page = manifest.parent / "report.html"
+    assert await asyncio.to_thread(main, ["report", str(manifest), "--html", str(page)]) == 0
+    assert f"s3://{assets}/edited/spring/sku-1.png" in page.read_text()  # named, not previewed
     lines = read_ledger_lines(manifest.parent / "state" / "ledger.jsonl")
     done = [r for r in lines if r["event"] == "succeeded"]
     assert {r["outputs"][0]["path"] for r in done} == {f"{sku}.png" for sku in SKUS}

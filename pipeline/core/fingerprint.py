@@ -65,8 +65,10 @@ class DigestCache:
     def __init__(self, recorded: Iterable[Mapping] = (), *, base: Path | str = ""):
         self.base = os.fspath(base)  # where relative recorded paths start (the manifest's)
         self._known: dict[str, FileDigest] = {}
-        # sha256 of remote inputs by URL, as the fetcher found them before classifying
-        self.remote: dict[str, str] = {}
+        # sha256 of remote inputs by URL, as the fetcher found them before a run classifies
+        # its items (None: it could not have the object). None as a whole: no fetcher asked
+        # (a dry run, estimate): the digest recorded in the ledger stands.
+        self.remote: dict[str, str | None] | None = None
         self.hashed = 0  # files read in full by this cache, for progress and tests
         for entry in recorded:
             try:
@@ -78,13 +80,15 @@ class DigestCache:
                 continue  # a malformed entry only costs a re-hash
             self._known[key] = digest
 
-    def sha256(self, location: Location) -> str:
-        """The input's sha256: a remote one's as the fetcher found it (FileNotFoundError when
-        it could not), a file's from its digest."""
+    def sha256(self, location: Location, recorded: str | None = None) -> str:
+        """The input's sha256. A remote one's: as the fetcher found it, else (when no fetcher
+        asked) `recorded`, the ledger's; FileNotFoundError when neither is known. A file's:
+        from its digest."""
         if isinstance(location, Remote):
-            if location.url not in self.remote:
+            found = recorded if self.remote is None else self.remote.get(location.url)
+            if found is None:
                 raise FileNotFoundError(f"{location} could not be fetched")
-            return self.remote[location.url]
+            return found
         return self.digest(location).sha256
 
     def digest(self, path: Path) -> FileDigest:

@@ -279,13 +279,13 @@ async def remote_digests(fetcher: Fetcher, items: list[Item], state: ResumeState
                 recorded[entry["url"]] = entry
         for ref in remote_refs(item):
             wanted[ref.url] = ref
-    found: dict[str, str] = {}
+    found: dict[str, str | None] = {}
 
     async def one(ref: Remote) -> None:
         try:
             found[ref.url] = await fetcher.sha256(ref, recorded.get(str(ref)))
         except FetchError:
-            pass
+            found[ref.url] = None
 
     await asyncio.gather(*(one(ref) for ref in wanted.values()))
     return found

@@ -20,12 +20,15 @@ EXTRAS["abfss"] = "azure"
 
 
 def filesystem(scheme: str) -> Any:
-    """A fresh fsspec filesystem for the scheme (fresh: no listing cached by an earlier run
-    in this process hides a changed object). FetchError names the extra when it is missing."""
+    """fsspec's filesystem for the scheme (one per process: its client is costly to make),
+    with no listing cached by an earlier run in this process, which could hide a changed
+    object. FetchError names the extra when it is missing."""
     try:
         import fsspec
 
-        return fsspec.filesystem(scheme, skip_instance_cache=True)
+        fs = fsspec.filesystem(scheme)
+        fs.invalidate_cache()
+        return fs
     except (ImportError, ValueError) as exc:
         extra = EXTRAS.get(scheme)
         fix = (

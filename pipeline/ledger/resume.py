@@ -37,11 +37,14 @@ def current_key(item: Item, cache: DigestCache, recorded: list[dict] | None = No
 
 
 def _by_path(base: str, recorded: list[dict]) -> dict[str, dict]:
+    """Recorded inputs by absolute path (files) or by URL as shown (remote inputs)."""
     known = {}
     for entry in recorded:
         path = entry.get("path")
         if isinstance(path, str):
             known[os.path.normpath(os.path.join(base, path))] = entry
+        elif isinstance(entry.get("url"), str):
+            known[entry["url"]] = entry
     return known
 
 
@@ -50,7 +53,8 @@ def _sha256(path: Location, known: dict[str, dict] | None, cache: DigestCache) -
     cache's (which reads the file only if it has not hashed it at this size and mtime). A
     remote input's is the one the fetcher found before classifying."""
     if isinstance(path, Remote):
-        return cache.sha256(path)
+        entry = (known or {}).get(str(path))
+        return cache.sha256(path, entry.get("sha256") if entry else None)
     if known:
         name = os.fspath(path)
         entry = known.get(os.path.normpath(name))

@@ -135,7 +135,9 @@ def _filesystem(scheme: str) -> Any:
     try:
         import fsspec
 
-        return fsspec.filesystem(scheme, skip_instance_cache=True)
+        fs = fsspec.filesystem(scheme)  # one per process: its client is costly to make
+        fs.invalidate_cache()  # no listing cached by an earlier run hides a change
+        return fs
     except (ImportError, ValueError) as exc:
         extra = extras.get(scheme)
         fix = f"pip install 'editbatch[{extra}]'" if extra else "use s3://, gs:// or az://"

@@ -85,7 +85,8 @@ def write_html(
         _compare_dialog(),
         f"<script>{script}</script></body></html>\n",
     ]
-    page = _scrub("\n".join(parts), [b for b in (inputs_dir, out_dir) if b is not None])
+    bases = [b for b in (inputs_dir, out_dir) if isinstance(b, Path)]
+    page = _scrub("\n".join(parts), bases)
     path.write_text(page, encoding="utf-8")
 
 

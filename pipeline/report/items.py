@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.core.plan import Item, Plan
+from pipeline.core.plan import Item, Location, Plan, Remote
 from pipeline.report.aggregate import item_route, item_state, latest_by_item
 
 
@@ -35,8 +35,13 @@ class ItemView:
     answers: list[Picture] = field(default_factory=list)
 
 
-def _shown(path: Path, base: Path | None) -> str:
-    """A path as the page may show it: relative to its folder, else its name alone."""
+def _shown(path: Location, base: Location | None) -> str:
+    """A path as the page may show it: relative to its folder, else its name alone; a remote
+    input as its URL (as it may be shown)."""
+    if isinstance(path, Remote):
+        return str(path)
+    if isinstance(base, Remote):
+        return base.child(path.as_posix()).__str__()
     if base is not None and path.is_absolute():
         try:
             return path.relative_to(base).as_posix()
@@ -45,16 +50,17 @@ def _shown(path: Path, base: Path | None) -> str:
     return path.name if path.is_absolute() or ".." in path.parts else path.as_posix()
 
 
-def _placed(recorded: str, base: Path | None) -> Path | None:
-    """A ledger's relative path on this machine, refusing any that leaves its folder."""
+def _placed(recorded: str, base: Location | None) -> Path | None:
+    """A ledger's relative path on this machine, refusing any that leaves its folder (and
+    None for outputs on object storage: the page previews local files only)."""
     rel = Path(recorded)
-    if base is None or rel.is_absolute() or ".." in rel.parts:
+    if base is None or isinstance(base, Remote) or rel.is_absolute() or ".." in rel.parts:
         return None
     return base / rel
 
 
 def item_views(
-    records: Sequence[dict], plan: Plan | None, out_dir: Path | None, inputs_dir: Path | None
+    records: Sequence[dict], plan: Plan | None, out_dir: Location | None, inputs_dir: Path | None
 ) -> list[ItemView]:
     latest = latest_by_item(records)
     recorded_inputs = {
@@ -88,11 +94,17 @@ def item_views(
 
 def _planned_inputs(item: Item, inputs_dir: Path | None) -> list[Picture]:
     pictures = [
-        Picture("input" if len(item.images) == 1 else f"input {k + 1}", _shown(p, inputs_dir), p)
+        Picture(
+            "input" if len(item.images) == 1 else f"input {k + 1}",
+            _shown(p, inputs_dir),
+            None if isinstance(p, Remote) else p,
+        )
         for k, p in enumerate(item.images)
     ]
     if item.mask is not None:
-        pictures.append(Picture("mask", _shown(item.mask, inputs_dir), item.mask, mask=True))
+        mask = item.mask
+        local = None if isinstance(mask, Remote) else mask
+        pictures.append(Picture("mask", _shown(mask, inputs_dir), local, mask=True))
     return pictures
 
 
@@ -101,6 +113,10 @@ def _recorded_inputs(inputs: list[dict], inputs_dir: Path | None) -> list[Pictur
     pictures = []
     for rec in inputs:
         mask = rec.get("role") == "mask"
+        if not isinstance(rec.get("path"), str):  # a remote input: its URL, no preview
+            shown = str(rec.get("url", "?"))
+            pictures.append(Picture("mask" if mask else "input", shown, None, mask))
+            continue
         path = str(rec["path"])
         # The runner records inputs outside the manifest's folder by their absolute path.
         place = Path(path) if Path(path).is_absolute() else _placed(path, inputs_dir)
