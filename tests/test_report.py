@@ -369,3 +369,18 @@ def test_thumbnails_never_decode_a_huge_image_whole(tmp_path, monkeypatch):
     assert thumbnail_uri(png) is None  # no reduced decode for PNG: not decoded at all
     # A JPEG is decoded at 1/8 (256x256, under the bound): a preview all the same.
     assert max(decode(thumbnail_uri(jpeg)).size) == html.THUMB_PX
+
+
+def test_the_page_offers_sorting_by_each_numeric_figure_the_ledger_has(tmp_path):
+    plain = [line("run_started", 0), done("a", 5, 0.02, 3.0), done("b", 6, 0.01, 9.0)]
+    page = tmp_path / "page.html"
+    write_html(summarize(plain), plain, None, page, out_dir=tmp_path, inputs_dir=tmp_path)
+    html = page.read_text("utf-8")
+    assert '<option value="cost:desc">' in html and '<option value="latency:asc">' in html
+    assert "drift:" not in html  # no item has a drift: not offered
+    assert 'data-sort-cost="0.02" data-sort-latency="3.0"' in html
+    drifted = [*plain[:2], done("b", 6, 0.01, 9.0, drift=0.125)]
+    write_html(summarize(drifted), drifted, None, page, out_dir=tmp_path, inputs_dir=tmp_path)
+    html = page.read_text("utf-8")
+    assert '<option value="drift:desc">drift, highest first</option>' in html
+    assert 'data-sort-drift="0.125"' in html and "drift 0.125" in html
