@@ -575,3 +575,17 @@ async def test_an_input_by_url_goes_up_once_and_its_answer_comes_back(tmp_path, 
     [done] = events(ledger_of(tmp_path), "succeeded")
     assert (tmp_path / "job-out" / done["outputs"][0]["path"]).is_file()
     assert gets == ["/p/hero.png"]  # fetched once, into the content cache
+
+
+async def test_a_signal_before_submission_submits_nothing_and_says_interrupted(
+    tmp_path, sim_factory
+):
+    from pipeline.engine.runner import RunControl
+
+    manifest = simple_job(tmp_path, 2)
+    control = RunControl()
+    control.request_stop("SIGINT")
+    async with sim_factory(FAST) as sim:
+        summary = await run(load_plan(manifest), options(sim.base_url, control=control))
+    assert (summary.exit_code, summary.stats.pending) == (130, 2)
+    assert not events(ledger_of(tmp_path), "batch_submitted")

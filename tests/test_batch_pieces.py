@@ -175,3 +175,33 @@ def test_the_batch_price_scales_every_rate_by_the_discount():
 def test_a_batch_call_that_fails_for_good_says_what_to_change(status, cls, says):
     hint = batch_hint(cls, status, None, key_env="K", base_url="http://x/v1")
     assert (says in hint) if says else hint == ""
+
+
+@pytest.mark.parametrize(
+    ("info", "text"),
+    [
+        ({"status": "failed"}, ""),
+        ({"errors": {"data": [{"message": "bad line 3"}]}}, ": bad line 3"),
+        ({"errors": {"data": [{"message": "a"}, {"message": "b"}]}}, ": a; b"),
+        ({"errors": None}, ""),
+    ],
+)
+def test_a_batch_failed_as_a_whole_says_why(info, text):
+    from pipeline.batch.collect import refusal
+
+    assert refusal(info) == text
+
+
+@pytest.mark.parametrize(
+    ("info", "seconds"),
+    [
+        ({"status": "completed", "created_at": 100, "completed_at": 160}, 60.0),
+        ({"status": "expired", "created_at": 100, "expired_at": 190}, 90.0),
+        ({"status": "completed", "created_at": 100}, None),
+        ({"status": "completed", "created_at": 200, "completed_at": 100}, None),
+    ],
+)
+def test_a_batch_turnaround_from_the_providers_timestamps(info, seconds):
+    from pipeline.batch.collect import turnaround
+
+    assert turnaround(info) == seconds

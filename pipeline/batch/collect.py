@@ -12,7 +12,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from pipeline.api.answers import cause_of
+from pipeline.api.answers import cause_of, one_line
 from pipeline.api.batchlines import LineResult, parse_line, read_result
 from pipeline.batch.context import BatchContext
 from pipeline.cache.store import AnswerCache
@@ -55,9 +55,10 @@ class Collector:
             finally:
                 path.unlink(missing_ok=True)
         status = str(info.get("status"))
+        why = refusal(info)
         for item_id in batch.items:
             if item_id not in seen and item_id not in batch.recorded:
-                await self._not_run(batch, item_id, status)
+                await self._not_run(batch, item_id, status, why)
         await self.ctx.writer.awrite(
             "batch_collected",
             batch=batch.id,
@@ -266,7 +267,7 @@ class Collector:
             )
         ctx.changed()
 
-    async def _not_run(self, batch: OpenBatch, item_id: str, status: str) -> None:
+    async def _not_run(self, batch: OpenBatch, item_id: str, status: str, why: str = "") -> None:
         """An item its batch never answered: it goes into the next batch."""
         ended = status in ("expired", "cancelled", "failed")
         cause = f"batch_{status}" if ended else "batch_missing"
@@ -278,10 +279,18 @@ class Collector:
             key=key,
             attempt=self.state.attempts_of(item_id, key) + 1,
             cause=cause,
-            message=f"batch {batch.id} ended ({status}) without running it; resubmitted",
+            message=f"batch {batch.id} ended ({status}) without running it{why}; resubmitted",
             retry_in_s=None,
             batch=batch.id,
         )
+
+
+def refusal(info: dict) -> str:
+    """Why the provider failed a batch as a whole (`errors.data[].message`), as ": ..."."""
+    errors = info.get("errors")
+    data = errors.get("data") if isinstance(errors, dict) else None
+    messages = [str(e.get("message")) for e in data or () if isinstance(e, dict)]
+    return f": {one_line('; '.join(messages), 300)}" if messages else ""
 
 
 def turnaround(info: dict) -> float | None:

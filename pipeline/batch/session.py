@@ -200,7 +200,9 @@ class BatchSession:
             if first and self.observer is not None:
                 self.observer.started(self.stats)
             first = False
-            if classified.pending and not self.control.stop_requested.is_set():
+            if classified.pending and self.control.stop_requested.is_set():
+                self.reasons.append("interrupted")  # a signal came first: nothing submitted
+            elif classified.pending:
                 await self._submit(ctx, state, classified.pending)
             if not self.options.wait or self.stats.in_batch == 0 or "budget" in self.reasons:
                 return
@@ -266,7 +268,10 @@ class BatchSession:
             committed_before=state.spent_usd + state.batches.reserved_usd(),
         )
         submitter = Submitter(ctx, state.batches, allowance, sleep=self._sleep)
+        submitter.stopping = self.control.stop_requested.is_set
         self.stats.requests += await submitter.submit(pending)
+        if submitter.interrupted:
+            self.reasons.append("interrupted")
         if submitter.budget_stopped:
             self.reasons.append("budget")
             self.messages.append(

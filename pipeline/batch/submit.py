@@ -87,12 +87,17 @@ class Submitter:
         self._uploads: dict[str, asyncio.Future[str]] = {}
         self._sleep = sleep
         self.budget_stopped = 0
+        self.interrupted = False
+        self.stopping: Callable[[], bool] = lambda: False  # a signal asked the run to stop
 
     async def submit(self, items: list[Item]) -> int:
         """Submit `items`; the number submitted. Items past the budget stay pending
         (`budget_stopped` counts them)."""
         lines: list[Line] = []
         for start in range(0, len(items), PREPARE_AT_ONCE):
+            if self.stopping():  # what is read and uploaded so far still goes in a batch
+                self.interrupted = True
+                break
             chunk = items[start : start + PREPARE_AT_ONCE]
             prepared = await settled([self._prepare(item) for item in chunk])
             accepted = []
