@@ -15,6 +15,7 @@ import os
 import random
 import re
 import time
+from dataclasses import replace
 
 import pytest
 from aiohttp import web
@@ -395,3 +396,32 @@ async def test_a_well_behaved_model_has_almost_no_drift(tmp_path, sim_factory):
         if r["event"] == "succeeded"
     ]
     assert done["drift"] < 0.02 and done["attempt"] == 1  # resampling there and back only
+
+
+async def test_batch_mode_finishes_answers_as_an_interactive_run_does(tmp_path, sim_factory):
+    manifest, source = strict_job(tmp_path, limits={"max_attempts": 2})
+    async with sim_factory(SimConfig(batch_seconds=0.2, outside_drift=1.0)) as sim:
+        batch = RunOptions(base_url=sim.base_url, api_key="sk-test", batch=True, poll_s=0.05)
+        summary = await run(load_plan(manifest), replace(batch, wait=True))
+    assert summary.exit_code == 0
+    with Image.open(tmp_path / "job-out" / "sku.png") as opened:
+        assert kept_pixels(opened.convert("RGB")) == kept_pixels(source)
+    (done,) = [
+        r
+        for r in read_ledger_lines(tmp_path / "job-out" / "ledger.jsonl")
+        if r["event"] == "succeeded"
+    ]
+    assert done["drift"] > 0.1 and done["answers"][0]["path"] == "answers/sku.png"
+
+
+async def test_batch_mode_resubmits_an_answer_over_max_drift_then_fails_it(tmp_path, sim_factory):
+    manifest, _ = strict_job(tmp_path, {"max_drift": 0.05}, limits={"max_attempts": 2})
+    async with sim_factory(SimConfig(batch_seconds=0.2, outside_drift=1.0)) as sim:
+        batch = RunOptions(base_url=sim.base_url, api_key="sk-test", batch=True, poll_s=0.05)
+        summary = await run(load_plan(manifest), replace(batch, wait=True))
+    assert summary.exit_code == 1
+    lines = read_ledger_lines(tmp_path / "job-out" / "ledger.jsonl")
+    retried = [r for r in lines if r["event"] == "attempt_failed"]
+    (failed,) = [r for r in lines if r["event"] == "failed"]
+    assert [r["cause"] for r in retried] == ["drift"] and retried[0]["cost_usd"] > 0
+    assert failed["error"]["class"] == "exhausted" and failed["drift"] > 0.05
