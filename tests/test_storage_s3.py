@@ -1,13 +1,15 @@
 """A catalog job on S3, end to end: a CSV export whose image column holds s3:// URLs, outputs
 written to a bucket, against the simulator and moto's S3 server on loopback (one server for
 the module), reached by s3fs through AWS_ENDPOINT_URL with fake credentials, as a user's
-MinIO would be. A rerun sends nothing, an interrupted run resumes, a changed photo is redone,
-a deleted output is redone, a missing object is reported with its URL."""
+MinIO would be. A rerun sends nothing, an interrupted or SIGKILLed run resumes, a changed
+photo or a deleted output is redone, a missing object is reported with its URL."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
 
 import pytest
 from helpers import read_ledger_lines
@@ -17,6 +19,7 @@ from pipeline.cli.main import main
 from pipeline.core.errors import ManifestError
 from pipeline.engine.runner import RunControl, RunOptions, run
 from pipeline.manifest.load import load_plan
+from pipeline.simulator import SimConfig
 
 moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
@@ -168,6 +171,56 @@ async def test_a_missing_object_is_reported_with_its_url(s3, catalog, sim_factor
     lines = read_ledger_lines(manifest.parent / "state" / "ledger.jsonl")
     (failed,) = [r for r in lines if r["event"] == "failed"]
     assert f"s3://{photos}/raw/sku-2.png: no such object" in failed["error"]["message"]
+
+
+async def test_a_killed_run_resumes_and_every_item_lands_once(s3, catalog, sim_factory):
+    """`editbatch run` in its own process, SIGKILLed once an output is in the bucket."""
+    manifest, _photos, assets = catalog
+    ledger = manifest.parent / "state" / "ledger.jsonl"
+
+    async def start(sim, *args):
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run",
+            str(manifest),
+            "--base-url",
+            sim.base_url,
+            "--progress",
+            "none",
+            "--concurrency",
+            "1",
+            *args,
+            env=dict(os.environ, OPENAI_API_KEY="sk-test"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async with sim_factory(SimConfig(latency_s=0.3)) as sim:
+        proc = await start(sim)
+        for _ in range(400):
+            if outputs_in(s3, assets):
+                break
+            await asyncio.sleep(0.05)
+        proc.kill()
+        await proc.wait()
+        before = len(outputs_in(s3, assets))
+        proc = await start(sim, "--json")
+        out, err = await proc.communicate()
+    assert 1 <= before < 3
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out)["items"]["done"] == 3
+    assert set(outputs_in(s3, assets)) == {f"{sku}.png" for sku in SKUS}
+    done = [r["item"] for r in read_ledger_lines(ledger) if r["event"] == "succeeded"]
+    assert sorted(set(done)) == list(SKUS)
+
+
+async def test_validate_asks_the_store_unless_offline(s3, catalog):
+    manifest, photos, _assets = catalog
+    s3.delete_object(Bucket=photos, Key="raw/sku-1.png")
+    assert await asyncio.to_thread(main, ["validate", str(manifest)]) == 2
+    assert await asyncio.to_thread(main, ["validate", str(manifest), "--offline-inputs"]) == 0
 
 
 def test_a_ledger_on_object_storage_is_refused_with_the_reason(tmp_path):
