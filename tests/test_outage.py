@@ -197,3 +197,22 @@ def test_the_display_says_what_holds_dispatch_back():
     assert hold_text(stats, now=1000.0) == "waiting for the rate limit (12 s)"
     stats.outage_since, stats.probe_every_s = time.mktime((2026, 1, 2, 3, 4, 5, 0, 0, -1)), 16.0
     assert hold_text(stats, now=1000.0) == "provider failing since 03:04:05, probing every 16 s"
+
+
+def test_the_plain_log_says_when_a_long_pause_or_an_outage_begins_and_ends():
+    log = io.StringIO()
+    progress = PlainProgress(log)
+    stats = RunStats()
+    stats.paused_until = time.time() + 80000  # a retry-after of most of a day
+    progress.update(stats)
+    progress.update(stats)  # said once, not at every update
+    stats.paused_until = None
+    stats.outage_since, stats.probe_every_s, stats.outage_cause = time.time(), 4.0, "503: down"
+    progress.update(stats)
+    stats.outage_since = None
+    progress.update(stats)
+    lines = [line.split("editbatch: ", 1)[1] for line in log.getvalue().splitlines()]
+    assert len(lines) == 3
+    assert lines[0].startswith("waiting for the rate limit (8000")
+    assert "probing every 4 s (last: 503: down)" in lines[1]
+    assert lines[2] == "provider answering again: dispatch ramps back up"
