@@ -63,6 +63,14 @@ class Attempts:
         self.finalizers: set[asyncio.Task] = set()
 
     async def process(self, item: Item) -> None:
+        circuit = self.gates.circuit
+        circuit.item_started()  # an item being worked on may yet tell whether the provider answers
+        try:
+            await self._process(item)
+        finally:
+            circuit.item_ended()
+
+    async def _process(self, item: Item) -> None:
         try:
             prepared = await self.preparer.prepare(item)
         except (OSError, ValueError) as exc:

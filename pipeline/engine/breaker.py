@@ -146,8 +146,8 @@ def after_failure(
         return replace(
             state, probing=False, probes_failed=failed, next_probe_at=max(now + wait, floor)
         )
-    if state.mode is Mode.RAMP:
-        state = replace(state, allowed=max(1, state.allowed // 2))
+    # In ramp a failure does not shrink what is allowed: the provider answers (a success
+    # closed the circuit), and if failures outrun successes again the circuit reopens anyway.
     if not _opens(state.recent):
         return state
     wait = rand * probe_ceiling_s(0, settings)

@@ -32,6 +32,8 @@ class Circuit:
         self.state = Breaker()
         self.in_flight = 0
         self._opened_in: set[int] = set()  # streaks of failures that opened the circuit
+        self.active = 0  # items being worked on (any stage), kept by the attempts
+        self._judging = 0  # items waiting in `judged`
         self._clock = clock
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
@@ -87,16 +89,33 @@ class Circuit:
 
     async def judged(self, streak: int) -> bool:
         """An item used its last attempt in failure `streak`: may that stand as its verdict?
-        True once the provider answered someone since (or nobody else is out to tell);
+        True once the provider answered someone since (or no other item is left to tell);
         False when the streak opened the circuit (its attempts are given back)."""
-        while True:
-            if self.refunded(streak):
-                return False
-            if self.state.streak != streak or self.state.failing_since is None:
-                return True
-            if self.in_flight == 0:
-                return True
-            await self._wake.wait()
+        self._judging += 1
+        try:
+            while True:
+                if self.refunded(streak):
+                    return False
+                if self.state.streak != streak or self.state.failing_since is None:
+                    return True
+                if self._judging >= self.active:  # every item left is waiting here
+                    return True
+                await self._wake.wait()
+        finally:
+            self._judging -= 1
+            self.poke()
+
+    def item_started(self) -> None:
+        self.active += 1
+
+    def item_ended(self) -> None:
+        self.active -= 1
+        self.poke()
+
+    def poke(self) -> None:
+        """Wake every waiter to look again (the state, or who is left, changed)."""
+        self._wake.set()
+        self._wake = asyncio.Event()
 
     def release(self, *, probe: bool, retry_after_s: float | None = None) -> None:
         """An attempt that says nothing about an outage: a 429, or one never sent."""
@@ -118,5 +137,4 @@ class Circuit:
     def _set(self, state: Breaker) -> None:
         self.state = state
         # Waiters hold the old event, which stays set: each wakes once and decides again.
-        self._wake.set()
-        self._wake = asyncio.Event()
+        self.poke()
