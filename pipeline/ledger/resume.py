@@ -42,10 +42,17 @@ def _by_path(base: str, recorded: list[dict]) -> dict[str, dict]:
     for entry in recorded:
         path = entry.get("path")
         if isinstance(path, str):
-            known[os.path.normpath(os.path.join(base, path))] = entry
+            known[os.path.normpath(_join(base, path))] = entry
         elif isinstance(entry.get("url"), str):
             known[entry["url"]] = entry
     return known
+
+
+def _join(base: str, path: str) -> str:
+    """os.path.join(base, path) for two strings, without its generality (once per item)."""
+    if not base or path.startswith("/"):
+        return path
+    return base + path if base.endswith("/") else f"{base}/{path}"
 
 
 def _sha256(path: Location, known: dict[str, dict] | None, cache: DigestCache) -> str:
@@ -86,7 +93,7 @@ def classify(
     """
     result = Classified()
     in_batch = state.batches.item_batch
-    store = as_store(out_dir)
+    intact = as_store(out_dir).intact
     for item in items:
         if item.id in in_batch:
             result.in_batch.append(item)
@@ -105,7 +112,7 @@ def classify(
         if (
             succeeded is not None
             and succeeded.get("key") == key
-            and all(store.intact(out) for out in succeeded.get("outputs", []))
+            and _all_intact(intact, succeeded.get("outputs", []))
         ):
             result.done.append(item)
         elif (
@@ -118,3 +125,11 @@ def classify(
         else:
             result.pending.append(item)
     return result
+
+
+def _all_intact(intact, outputs: list[dict]) -> bool:
+    # A loop, not all() over a generator: once per item of a 100,000-item resume.
+    for recorded in outputs:
+        if not intact(recorded):
+            return False
+    return True

@@ -158,7 +158,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def output_intact(out_dir: Path, recorded: dict) -> bool:
+def output_intact(out_dir: Path | str, recorded: dict) -> bool:
     """True when the recorded output is on disk with its recorded size and sha256.
 
     When size and mtime_ns both match the record, the file is trusted without re-reading it, so

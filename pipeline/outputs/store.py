@@ -14,6 +14,7 @@ never by downloading them.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ class OutputStore(Protocol):
 class LocalStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
+        self._root = os.fspath(self.folder)  # intact() runs per output of a 100,000-item resume
 
     def prepare(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -46,7 +48,7 @@ class LocalStore:
         return write_atomic(safe_join(self.folder, relpath), data).record(self.folder)
 
     def intact(self, recorded: dict) -> bool:
-        return output_intact(self.folder, recorded)
+        return output_intact(self._root, recorded)
 
 
 class ObjectStore:
