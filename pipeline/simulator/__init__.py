@@ -87,8 +87,20 @@ outside_drift (edits also change kept pixels, render.py), batch_seconds (2),
 batch_expire_after (None).
 """
 
-from pipeline.simulator.app import make_app
 from pipeline.simulator.config import SimConfig, parse_faults
-from pipeline.simulator.server import running
 
 __all__ = ["SimConfig", "make_app", "parse_faults", "running"]
+
+
+def __getattr__(name: str):
+    # The server (aiohttp.web and the app's modules) is imported when first asked for, so
+    # `editbatch run` (whose parser names the simulate command's options) does not pay for it.
+    if name == "make_app":
+        from pipeline.simulator.app import make_app
+
+        return make_app
+    if name == "running":
+        from pipeline.simulator.server import running
+
+        return running
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

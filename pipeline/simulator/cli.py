@@ -12,7 +12,6 @@ import sys
 
 from pipeline.simulator.config import GATEWAYS, SimConfig, parse_faults
 from pipeline.simulator.models import SIM_DEFAULT_MODEL
-from pipeline.simulator.server import running
 
 
 def _faults(text: str) -> dict[str, float]:
@@ -132,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: SimConfig, host: str, port: int) -> int:
+    from pipeline.simulator.server import running  # not at import: `editbatch run` needs none
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
