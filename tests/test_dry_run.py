@@ -113,3 +113,13 @@ def test_dry_run_refuses_what_the_run_would_refuse(demo, capsys):
     code = main(["run", str(demo), "--dry-run"])
     err = capsys.readouterr()[1]
     assert code == 2 and "no known price" in err and "my-proxy-model" in err
+
+
+def test_the_readme_shows_what_the_dry_run_really_prints(demo, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["run", str(demo), "--dry-run", "--max-usd", "0.03"]) == 0
+    readme = (DEMO.parent.parent / "README.md").read_text("utf-8")
+    shown = capsys.readouterr()[0].splitlines()[-3:]  # to send, budget, key
+    assert [line.split(":")[0] for line in shown] == ["to send (5)", "budget", "key"]
+    for line in shown:
+        assert line in readme, line
