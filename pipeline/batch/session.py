@@ -7,7 +7,6 @@ open batch, and stop (exit 5 while batches are in flight) or, with `wait`, poll 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
@@ -22,6 +21,7 @@ from pipeline.api.batches import ENDED, BatchAPI
 from pipeline.api.providers import Route
 from pipeline.batch.collect import Collector, stale_downloads
 from pipeline.batch.context import BatchContext
+from pipeline.batch.outcome import count, options_record, pause, summarize
 from pipeline.batch.reconcile import adopt_unrecorded
 from pipeline.batch.submit import Allowance, Submitter
 from pipeline.core.errors import AttemptError, FatalError, ManifestError, UsageError
@@ -34,7 +34,7 @@ from pipeline.engine.session import (
     remote_refs,
 )
 from pipeline.engine.settings import RunSettings
-from pipeline.engine.summary import RunStats, RunSummary, verdict
+from pipeline.engine.summary import RunStats, RunSummary
 from pipeline.inputs.fetch import Fetcher
 from pipeline.ledger.joblock import JobLock
 from pipeline.ledger.resume import Classified, classify
@@ -130,7 +130,7 @@ class BatchSession:
             editbatch=__version__,
             pid=os.getpid(),
             host=socket.gethostname(),
-            options=self._options_record(),
+            options=options_record(self.plan, self.settings, self.options, self.base_url),
         )
         timeout = aiohttp.ClientTimeout(total=self.plan.limits.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as http:
@@ -196,7 +196,8 @@ class BatchSession:
                 self.stats.done_before = len(classified.done)
                 self.stats.failed_before = len(classified.failed)
                 self.stats.failed_before_ids = [item.id for item in classified.failed]
-            self._count(classified)
+            count(self.stats, classified)
+            self._changed()
             if first and self.observer is not None:
                 self.observer.started(self.stats)
             first = False
@@ -206,7 +207,7 @@ class BatchSession:
                 await self._submit(ctx, state, classified.pending)
             if not self.options.wait or self.stats.in_batch == 0 or "budget" in self.reasons:
                 return
-            if await self._pause(self.poll_s):
+            if await pause(self.control, self._sleep, self.poll_s):
                 self.reasons.append("interrupted")
                 return
             state = await self._reread(ctx)
@@ -231,18 +232,6 @@ class BatchSession:
                 raise ManifestError(problems)
             self._checked.update(item.id for item in unchecked)
         return classified
-
-    def _count(self, classified: Classified) -> None:
-        s = self.stats
-        s.total = len(classified.done) + len(classified.failed)
-        s.total += len(classified.pending) + len(classified.in_batch)
-        s.succeeded = len(classified.done) - s.done_before
-        s.failed = len(classified.failed) - s.failed_before
-        before = set(s.failed_before_ids)
-        s.failed_ids = [item.id for item in classified.failed if item.id not in before]
-        s.pending = len(classified.pending)
-        s.in_batch = len(classified.in_batch)
-        self._changed()
 
     async def _collect(self, ctx: BatchContext, state: ResumeState, by_id: dict) -> int:
         """Poll every open batch; collect those that ended. The number collected."""
@@ -283,52 +272,16 @@ class BatchSession:
         if left:
             self.stats.budget_left_usd = max(0.0, min(left) - allowance.reserved)
 
-    async def _pause(self, seconds: float) -> bool:
-        """Wait for the next poll; True when a signal asked the run to stop meanwhile."""
-        stop = asyncio.ensure_future(self.control.stop_requested.wait())
-        nap = asyncio.ensure_future(self._sleep(seconds))
-        try:
-            await asyncio.wait({stop, nap}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (stop, nap):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        return self.control.stop_requested.is_set()
-
-    def _options_record(self) -> dict:
-        s = self.settings
-        return {
-            "mode": "batch",
-            "wait": bool(self.options.wait),
-            "run_usd": s.run_usd,
-            "total_usd": s.total_usd,
-            "max_attempts": self.plan.limits.max_attempts,
-            "completion_window": self.plan.batch.completion_window,
-            "poll_s": self.plan.batch.poll_s,
-            "retry_failed": self.options.retry_failed,
-            "only": list(self.options.only),
-            "base_url": self.base_url,
-        }
-
     def _summary(self, duration: float, ledger: Path) -> RunSummary:
-        s = self.stats
-        reason, code = verdict(self.reasons, s, self.control.signal_name)
-        if code == 5:
-            self.messages.append(
-                f"{s.in_batch} item(s) in batches at the provider; run again later to collect"
-            )
-        return RunSummary(
+        return summarize(
+            self.plan,
+            self.stats,
             run_id=self.run_id,
-            manifest=self.plan.name,
-            reason=reason,
-            exit_code=code,
-            stats=s,
+            reasons=self.reasons,
+            signal_name=self.control.signal_name,
+            messages=self.messages,
             duration_s=duration,
             ledger=ledger,
-            output_dir=self.plan.output.dir,
-            budget_left_usd=s.budget_left_usd,
             spent_total_usd=self._spent_total,
-            messages=list(self.messages),
             simulated=self.simulated,
         )
