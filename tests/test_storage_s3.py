@@ -91,9 +91,12 @@ async def run_job(manifest, sim, **kw):
 
 
 async def test_a_csv_of_s3_photos_runs_into_a_bucket_and_a_rerun_sends_nothing(
-    s3, catalog, sim_factory
+    s3, catalog, sim_factory, capsys
 ):
     manifest, _photos, assets = catalog
+    estimate = ["estimate", str(manifest), "--json"]
+    assert await asyncio.to_thread(main, estimate) == 0  # remote images: priced as 1024x1024
+    assert json.loads(capsys.readouterr().out)["pending"] == 3
     async with sim_factory() as sim:
         first = await run_job(manifest, sim)
         second = await run_job(manifest, sim)
