@@ -25,6 +25,8 @@ from PIL import Image
 from pipeline.cache.store import AnswerCache
 from pipeline.cli.main import main
 from pipeline.core.errors import ManifestError
+from pipeline.core.fingerprint import item_key
+from pipeline.core.plan import Item
 from pipeline.engine.runner import RunOptions, run
 from pipeline.manifest.load import load_plan
 from pipeline.report.aggregate import load_sources, summarize
@@ -425,3 +427,22 @@ async def test_batch_mode_resubmits_an_answer_over_max_drift_then_fails_it(tmp_p
     (failed,) = [r for r in lines if r["event"] == "failed"]
     assert [r["cause"] for r in retried] == ["drift"] and retried[0]["cost_usd"] > 0
     assert failed["error"]["class"] == "exhausted" and failed["drift"] > 0.05
+
+
+def test_writing_out_the_default_feather_keeps_the_items_key(tmp_path):
+    photo(tmp_path / "sku.png")
+    mask(tmp_path / "m.png")
+    keys = []
+    for output in ({"mask_mode": "strict"}, {"mask_mode": "strict", "feather_px": 2}):
+        manifest = write_manifest(
+            tmp_path,
+            [{"id": "a", "image": "sku.png", "mask": "m.png", "prompt": "p"}],
+            output=output,
+        )
+        (item,) = load_plan(manifest).items
+        keys.append(item_key(item, ["0" * 64], "1" * 64))
+    assert keys[0] == keys[1]
+    guide = Item(
+        id="a", images=(tmp_path / "sku.png",), prompt="p", params={}, mask=tmp_path / "m.png"
+    )
+    assert item_key(guide, ["0" * 64], "1" * 64) != keys[0]  # strict is another output

@@ -86,7 +86,8 @@ class Finish:
         """What of this changes an item's output files, for its key; None when nothing does,
         so the keys of items run before these settings existed stay the same."""
         if self.mask_mode == "strict" and has_mask:
-            return {"mask_mode": "strict", "feather_px": self.feather_px}
+            # float(): `feather_px: 2` written out and the default 2 are one key
+            return {"mask_mode": "strict", "feather_px": float(self.feather_px)}
         if self.size == "input":
             return {"size": "input"}
         return None
