@@ -7,7 +7,7 @@ import itertools
 import pytest
 from helpers import make_image, read_ledger_lines, simple_job, write_manifest
 
-from pipeline.core.errors import UsageError
+from pipeline.core.errors import ManifestError, UsageError
 from pipeline.engine.runner import RunOptions, run
 from pipeline.manifest.load import load_plan
 from pipeline.simulator import SimConfig
@@ -307,13 +307,39 @@ async def test_a_ledger_that_cannot_be_opened_is_a_usage_error(tmp_path, sim_fac
             await run(plan, options(sim))
 
 
-async def test_an_output_that_cannot_be_written_aborts_with_exit_4(tmp_path, sim_factory):
+async def test_an_output_that_cannot_be_written_is_refused_before_anything_is_paid(
+    tmp_path, sim_factory
+):
     manifest = simple_job(tmp_path, 4, output={"dir": "out", "name": "{id}/edit"})
     plan = load_plan(manifest)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "sku-002").write_text("a file where a folder should be")
     async with sim_factory() as sim:
-        summary = await run(plan, options(sim, concurrency=1))
+        with pytest.raises(ManifestError) as caught:
+            await run(plan, options(sim, concurrency=1))
+        assert (await sim.stats())["requests"] == 0
+    assert caught.value.problems[0].where == "items[2] (sku-002)"
+    assert "is a file" in caught.value.problems[0].message
+    with pytest.raises(ManifestError):  # the dry run says the same
+        await run(plan, options(sim, dry_run=True))
+
+
+async def test_an_output_that_fails_to_write_aborts_with_exit_4_and_keeps_its_cost(
+    tmp_path, sim_factory
+):
+    manifest = simple_job(tmp_path, 4, output={"dir": "out", "name": "{id}/edit"})
+    plan = load_plan(manifest)
+
+    class BlockWhenStarted:  # after the run's checks, before sku-002's answer comes
+        def started(self, stats) -> None:
+            (tmp_path / "out" / "sku-002").write_text("a file where a folder should be")
+
+        def update(self, stats) -> None: ...
+        def warning(self, text) -> None: ...
+        def finished(self, summary) -> None: ...
+
+    async with sim_factory(SimConfig(latency_s=0.2)) as sim:
+        summary = await run(plan, options(sim, concurrency=1, observer=BlockWhenStarted()))
     assert summary.exit_code == 4
     assert any("cannot write outputs" in m for m in summary.messages)
     lines = read_ledger_lines(plan.ledger)

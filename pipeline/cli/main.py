@@ -11,9 +11,10 @@ import traceback
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.core.errors import ManifestError, UsageError
+from pipeline.core.errors import LedgerUnwritable, ManifestError, UsageError
 
 EXIT_USAGE = 2
+EXIT_ABORTED = 4  # a condition no retry fixes (as a full output disk)
 EXIT_INTERNAL = 70  # a bug in editbatch (EX_SOFTWARE); never an API outcome
 
 
@@ -224,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         _error(str(exc))
         return EXIT_USAGE
+    except LedgerUnwritable as exc:  # disk full: the environment's doing, not a bug
+        _error(str(exc))
+        return EXIT_ABORTED
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `editbatch report | head`: the reader left; not an error of ours

@@ -14,7 +14,7 @@ from pipeline.core.envvars import references
 from pipeline.core.errors import ManifestError, Problem
 from pipeline.core.plan import Location, Remote
 from pipeline.manifest.load import load_plan
-from pipeline.outputs.files import unwritable_reason
+from pipeline.outputs.files import output_problems, unwritable_reason
 from pipeline.outputs.store import ObjectStore
 
 EXIT_USAGE = 2
@@ -52,6 +52,10 @@ def validate_command(args: argparse.Namespace) -> int:
             fix = "fix the path or its permissions, or choose another output.dir"
             where, message = "output.dir", f"cannot write outputs to {plan.output.dir}: {reason}"
             raise ManifestError([Problem(where, message, fix)])
+        if not isinstance(plan.output.dir, Remote):  # each item's folder, as run checks it
+            problems = output_problems(list(plan.items), plan.output.dir, plan.output.name)
+            if problems:
+                raise ManifestError(problems)
     except ManifestError as exc:
         if args.json:
             _print_json(

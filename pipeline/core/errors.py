@@ -5,6 +5,8 @@
     │   ├── ManifestError     carries every located Problem at once
     │   ├── LedgerCorrupt     a ledger line other than the last does not parse
     │   └── LedgerLocked      another live process holds the ledger's lock
+    ├── LedgerUnwritable      an append to the ledger failed (disk full, I/O error) -> stop the
+    │                         run, exit 4 (the ledger stays consistent: a rerun resumes)
     └── AttemptError          one HTTP attempt did not give usable images
         ├── RetryableError    408, 409, 5xx, timeouts, resets, unusable 200 bodies -> retry
         │                     (an unusable 200 is `billed`: its cost is recorded all the same)
@@ -57,6 +59,10 @@ class LedgerCorrupt(UsageError):
 
 class LedgerLocked(UsageError):
     """A second run on the same ledger; names the process that holds it."""
+
+
+class LedgerUnwritable(EditbatchError):
+    """The ledger cannot be appended to: an environment condition no retry fixes (exit 4)."""
 
 
 class AttemptError(EditbatchError):

@@ -14,14 +14,20 @@ from collections.abc import Callable
 
 from pipeline.api.client import EditResponse, EditsClient
 from pipeline.cache.store import AnswerCache
-from pipeline.core.errors import AttemptError, FatalError, PermanentError, RetryableError
+from pipeline.core.errors import (
+    AttemptError,
+    FatalError,
+    LedgerUnwritable,
+    PermanentError,
+    RetryableError,
+)
 from pipeline.core.plan import Item, Plan
 from pipeline.cost.pricing import Price, price_of
 from pipeline.cost.usage import Charge
 from pipeline.engine.finishing import ANSWERS, FREE, Finisher
 from pipeline.engine.gates import Gates
 from pipeline.engine.prepare import Prepared, Preparer, write_outputs
-from pipeline.engine.record import Recorder
+from pipeline.engine.record import Recorder, internal_error
 from pipeline.engine.retry import Tally, retrying
 from pipeline.engine.stops import StopDispatch, Stops
 from pipeline.inputs.fetch import Fetcher
@@ -63,10 +69,21 @@ class Attempts:
         self.finalizers: set[asyncio.Task] = set()
 
     async def process(self, item: Item) -> None:
+        """One item to its verdict. A bug met on the way fails this item (class `internal`,
+        with a traceback digest), never the run; a ledger that cannot be written stops it."""
         circuit = self.gates.circuit
         circuit.item_started()  # an item being worked on may yet tell whether the provider answers
         try:
             await self._process(item)
+        except (StopDispatch, asyncio.CancelledError):
+            raise
+        except LedgerUnwritable as exc:
+            self.stops.stop("fatal", f"aborted: {exc}")
+        except Exception as exc:
+            message, detail = internal_error(exc)
+            await self.recorder.failed(
+                item.id, None, "internal", None, message, 0, "internal", detail=detail
+            )
         finally:
             circuit.item_ended()
 

@@ -4,6 +4,9 @@ step with them."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -121,8 +124,10 @@ class Recorder:
         *,
         charge: Charge | None = None,
         usage: object = None,
+        detail: dict | None = None,
     ) -> None:
-        """The item's verdict: `permanent`, `exhausted`, or `fatal` (the run's, not the
+        """The item's verdict: `permanent`, `exhausted`, `internal` (a bug met while handling
+        this item: it fails, the run goes on), or `fatal` (the run's, not the
         item's: a fatal item stays pending in the counts and runs again next time). The cost
         of its last attempt, when that was billed, is on this line: the `charge` of an answer
         whose outputs could not be written, or the one the last failed attempt carries."""
@@ -132,6 +137,7 @@ class Recorder:
             if charge is None:
                 charge, usage = exc.charge, exc.usage
         error["message"] = message
+        error.update(detail or {})
         spend = self._spend(charge, usage)
         if isinstance(exc, AnswerRejected):
             spend["drift"] = exc.drift
@@ -145,3 +151,20 @@ class Recorder:
             self.stats.pending -= 1
             self.stats.failed_ids.append(item_id)
         self._changed()
+
+
+def internal_error(exc: BaseException) -> tuple[str, dict]:
+    """The message and the ledger's `error` details of a bug met while handling one item: the
+    exception, where it was raised, and a digest of its traceback's frames (the same bug gives
+    the same digest, so reports group it and a bug report can name it)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    shape = "|".join(f"{os.path.basename(f.filename)}:{f.name}:{f.lineno}" for f in frames)
+    digest = hashlib.sha256(f"{type(exc).__name__}|{shape}".encode()).hexdigest()[:12]
+    last = frames[-1] if frames else None
+    where = f"{os.path.basename(last.filename)}:{last.lineno} in {last.name}" if last else "?"
+    message = (
+        f"internal error: {type(exc).__name__}: {str(exc)[:300]} (at {where}); this item "
+        f"failed, the run went on. This is a bug in editbatch: report it with traceback "
+        f"{digest}; rerun with --retry-failed once fixed"
+    )
+    return message, {"type": type(exc).__name__, "traceback": digest, "where": where}

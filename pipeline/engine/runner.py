@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.api.providers import Route
-from pipeline.core.errors import UsageError
+from pipeline.core.errors import ManifestError, UsageError
 from pipeline.core.plan import Item, Plan
 from pipeline.core.secrets import has_userinfo, scrub_url
 from pipeline.engine.session import RunSession
@@ -162,11 +162,15 @@ def _dry_run(
     from pipeline.cost.outlook import budget_outlook
     from pipeline.ledger.resume import classify
     from pipeline.ledger.status import read_job_state
+    from pipeline.outputs.files import output_problems
 
     state, messages = read_job_state(plan)
     cache = DigestCache(base=plan.manifest_path.parent)
     classified = classify(items, state, cache, plan.output.dir, retry_failed=options.retry_failed)
     settings.check_prices(classified.pending, messages.append)  # as a run would, before sending
+    problems = output_problems(classified.pending, plan.output.dir, plan.output.name)
+    if problems:  # a run would refuse to start: say so now, as validate does
+        raise ManifestError(problems)
     stats = RunStats(
         total=len(items),
         done_before=len(classified.done),

@@ -29,6 +29,7 @@ from pipeline.ledger.resume import classify
 from pipeline.ledger.status import read_job_state
 from pipeline.ledger.writer import LedgerWriter, ResumeState
 from pipeline.manifest.validate import check_files
+from pipeline.outputs.files import output_problems
 from pipeline.outputs.store import OutputStore, as_store
 
 
@@ -133,6 +134,13 @@ class RunSession:
                 raise ManifestError(problems)
             for note in notes:
                 self.warn(str(note))
+        # Before the first paid request: an answer whose outputs cannot be written is money
+        # lost (its cost is recorded, its images are not).
+        problems = await asyncio.to_thread(
+            output_problems, classified.pending, self.plan.output.dir, self.plan.output.name
+        )
+        if problems:
+            raise ManifestError(problems)
         stats = self.stats
         stats.total = len(items)
         stats.done_before = len(classified.done)

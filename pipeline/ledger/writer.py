@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.core.errors import LedgerCorrupt, LedgerLocked
+from pipeline.core.errors import LedgerCorrupt, LedgerLocked, LedgerUnwritable
 from pipeline.ledger.scan import ResumeState
 from pipeline.outputs.files import fsync_dir
 
@@ -127,15 +127,28 @@ class LedgerWriter:
         """Append one line; fsync it when the event is one resume depends on."""
         record = self._append(event, fields)
         if event in DURABLE:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise self._unwritable(exc) from exc
         return record
 
     async def awrite(self, event: str, **fields) -> dict:
         """write() for the event loop: the append is cheap, the fsync goes to a thread."""
         record = self._append(event, fields)
         if event in DURABLE:
-            await asyncio.to_thread(os.fsync, self._fd)
+            try:
+                await asyncio.to_thread(os.fsync, self._fd)
+            except OSError as exc:
+                raise self._unwritable(exc) from exc
         return record
+
+    def _unwritable(self, exc: OSError) -> LedgerUnwritable:
+        return LedgerUnwritable(
+            f"cannot append to the ledger {self.path}: {exc.strerror or exc}; free space on "
+            "its disk (or fix the file's permissions), then run again: every line written is "
+            "whole, so the run resumes where it stopped"
+        )
 
     def _append(self, event: str, fields: dict) -> dict:
         if self._fd is None:
@@ -152,12 +165,12 @@ class LedgerWriter:
         try:
             while written < len(line):
                 written += os.write(self._fd, line[written:])
-        except OSError:
+        except OSError as exc:
             # Take back a partial line (disk full), so later lines do not glue onto it and
             # turn a repairable tail into corruption in the middle.
             if written:
                 os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
-            raise
+            raise self._unwritable(exc) from exc
         return record
 
     def close(self) -> None:
@@ -167,6 +180,8 @@ class LedgerWriter:
         fd, self._fd = self._fd, None
         try:
             os.fsync(fd)
+        except OSError as exc:  # the lock is released all the same
+            raise self._unwritable(exc) from exc
         finally:
             os.close(fd)
             if self._lock_fd is not None:

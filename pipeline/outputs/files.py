@@ -15,6 +15,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from pipeline.core.errors import Problem
 from pipeline.core.fingerprint import file_digest
 from pipeline.core.plan import Item
 
@@ -244,4 +245,47 @@ def unwritable_reason(folder: Path) -> str | None:
         return f"{probe_in} is not writable: {exc.strerror or exc}"
     os.close(fd)
     probe.unlink(missing_ok=True)
+    return None
+
+
+def output_problems(items: list[Item], out_dir: object, template: str) -> list[Problem]:
+    """What would stop the items' outputs from being written to a local folder, found before
+    anything is paid for: the folder not writable, a name whose folder leaves it (a symlink),
+    or a file where one of its folders should be. Checked once per distinct folder, so a flat
+    job of 100,000 items costs one probe. (A bucket is checked by its store's listing.)"""
+    if not isinstance(out_dir, Path):
+        return []
+    problems: list[Problem] = []
+    reason = unwritable_reason(out_dir)
+    if reason:
+        message = f"cannot write outputs to {out_dir}: {reason}"
+        fix = "fix the path or its permissions, or choose another output.dir"
+        return [Problem("output.dir", message, fix)]
+    seen: dict[str, str | None] = {}
+    for item in items:
+        for relpath in output_relpaths(item, template):
+            folder = PurePosixPath(relpath).parent.as_posix()
+            if folder not in seen:
+                seen[folder] = _folder_reason(out_dir, relpath)
+            if seen[folder]:
+                where = f"{item.where} ({item.id})" if item.where else item.id
+                problems.append(Problem(where, seen[folder], "change output.name or the folder"))
+                break
+    return problems
+
+
+def _folder_reason(out_dir: Path, relpath: str) -> str | None:
+    try:
+        path = safe_join(out_dir, relpath)
+    except ValueError as exc:
+        return str(exc)
+    folder = path.parent
+    while not folder.exists() and folder != out_dir:
+        folder = folder.parent
+    if folder == out_dir and not folder.exists():
+        return None  # the run makes it (unwritable_reason checked where)
+    if not folder.is_dir():
+        return f"its output {relpath} needs {folder} to be a folder, and it is a file"
+    if folder != out_dir and not os.access(folder, os.W_OK | os.X_OK):
+        return f"its output folder {folder} is not writable"
     return None

