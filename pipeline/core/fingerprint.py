@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +44,36 @@ class FileDigest:
         }
 
 
+class NotRegularFile(OSError):
+    """An input that is a FIFO, a device or a folder: reading it could block forever."""
+
+
+def open_regular(path: str | Path) -> int:
+    """A read-only descriptor of `path`, which must be a regular file: opened without blocking
+    (a FIFO would wait for a writer forever), then refused unless fstat says it is a file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = (
+                "a folder"
+                if stat.S_ISDIR(mode)
+                else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(mode)
+                else "a device or socket"
+            )
+            raise NotRegularFile(f"{path} is {kind}, not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def file_digest(path: Path) -> FileDigest:
     """Hash a file in 1 MiB chunks. Size and mtime are taken before reading: if the file
     changes while it is hashed, the next stat differs and the cache hashes it again."""
-    with open(path, "rb") as f:
+    with open(open_regular(path), "rb") as f:
         st = os.fstat(f.fileno())
         h = hashlib.sha256()
         while chunk := f.read(CHUNK):

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import io
 import os
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.api.bodies import ImageRequest
-from pipeline.core.fingerprint import FileDigest, item_key
+from pipeline.core.fingerprint import FileDigest, item_key, open_regular
 from pipeline.core.plan import Item, Location, Plan, Remote
 from pipeline.cost.estimate import estimate_item
 from pipeline.cost.pricing import Price, TokenCounts
@@ -87,7 +88,7 @@ class Preparer:
             sent = upright(data, fmt)  # the same bytes unless EXIF says it is turned
             with Image.open(io.BytesIO(sent)) as image:
                 dims.append(image.size)
-            files.append((path.name, sent, content_type(fmt)))
+            files.append((part_name(path), sent, content_type(fmt)))
             digests.append(digest)
         inputs = records
         mask = None
@@ -96,7 +97,7 @@ class Preparer:
             original, digest, record = self._read(item.mask, fetched, "mask")
             mask_sha = digest.sha256
             inputs.append(record)
-            sent_name = f"{item.mask.stem}.png"
+            sent_name = part_name(Path(f"{item.mask.stem}.png"))
             mask = (sent_name, self._mask(Path(digest.path), digest, original))
         shas = [d.sha256 for d in digests]
         key = item_key(item, shas, mask_sha)
@@ -154,8 +155,19 @@ class Preparer:
         return data
 
 
+_UNSAFE_IN_PART_NAME = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+
+def part_name(path: Path) -> str:
+    """The file name a multipart part carries: the file's own, except that bytes that are not
+    UTF-8 (a glob can match such a name), quotes and control characters become `_`, so that
+    it can always be sent (the API reads only the part's content type)."""
+    name = path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return _UNSAFE_IN_PART_NAME.sub("_", name.replace("\ufffd", "_")) or "image"
+
+
 def _read(path: Path) -> tuple[bytes, FileDigest]:
-    with open(path, "rb") as f:
+    with open(open_regular(path), "rb") as f:  # a FIFO put in an image's place: refused
         st = os.fstat(f.fileno())
         data = f.read()
     return data, FileDigest(Path(path), len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.core.fingerprint import NotRegularFile, open_regular
 from pipeline.media.orient import orientation, swaps_sides
 
 # Enough for the headers of nearly every file; a longer one (big EXIF, ICC) goes to Pillow.
@@ -75,7 +76,10 @@ def content_type(fmt: str) -> str:
 def image_info(path: str | Path) -> ImageInfo:
     """Format, size and alpha of an image from its header. Raises OSError when the file cannot
     be read, BadImage when it is not a usable PNG, JPEG or WEBP."""
-    fd = os.open(path, os.O_RDONLY)  # not open(): no buffered file object, a third faster
+    try:
+        fd = open_regular(path)  # not open(): no buffered file object, a third faster
+    except NotRegularFile as exc:
+        raise BadImage("is " + str(exc).rpartition(" is ")[2], "name an image file") from None
     try:
         size = os.fstat(fd).st_size
         head = os.read(fd, HEAD_BYTES)

@@ -87,7 +87,8 @@ def write_html(
     ]
     bases = [b for b in (inputs_dir, out_dir) if isinstance(b, Path)]
     page = _scrub("\n".join(parts), bases)
-    path.write_text(page, encoding="utf-8")
+    # A file name that is not UTF-8 (a glob can match one) shows with a replacement mark.
+    path.write_text(page, encoding="utf-8", errors="replace")
 
 
 def thumbnail(path: Path, mask: bool = False) -> Thumb | None:
@@ -153,7 +154,7 @@ def _link(path: Path, page_dir: Path) -> str | None:
         rel = os.path.relpath(path.resolve(), page_dir)
     except (OSError, ValueError):  # another drive (Windows), a loop of links
         return None
-    return quote(Path(rel).as_posix())
+    return quote(os.fsencode(Path(rel).as_posix()))  # a name's own bytes, UTF-8 or not
 
 
 def _summary(report: Report) -> str:
