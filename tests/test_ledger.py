@@ -161,6 +161,7 @@ def test_a_failed_partial_write_is_taken_back(tmp_path):
     done = run_python(
         """
         import os, resource, signal, sys
+        from pipeline.core.errors import LedgerUnwritable
         from pipeline.ledger.writer import LedgerWriter
         w = LedgerWriter.open(sys.argv[1], run_id="r")
         w.write("attempt_failed", item="first")
@@ -169,7 +170,7 @@ def test_a_failed_partial_write_is_taken_back(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
         try:
             w.write("attempt_failed", item="long", message="x" * 5000)
-        except OSError:
+        except LedgerUnwritable:  # exit 4 in the CLI
             w.write("attempt_failed", item="after")
             print("refused")
         """,

@@ -7,6 +7,7 @@ not re-read the bytes of inputs it has already hashed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -54,14 +55,10 @@ def open_regular(path: str | Path) -> int:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         if not stat.S_ISREG(mode):
-            kind = (
-                "a folder"
-                if stat.S_ISDIR(mode)
-                else "a FIFO (named pipe)"
-                if stat.S_ISFIFO(mode)
-                else "a device or socket"
-            )
+            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
             raise NotRegularFile(f"{path} is {kind}, not a regular file")
         os.set_blocking(fd, True)
     except BaseException:
