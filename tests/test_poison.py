@@ -19,6 +19,7 @@ from helpers import make_image, read_ledger_lines, simple_job, write_manifest
 from pipeline.cli.main import main
 from pipeline.engine.runner import RunOptions, run
 from pipeline.manifest.load import load_plan
+from pipeline.simulator import SimConfig
 
 KEY = "sk-poison-test-key-99"
 
@@ -146,3 +147,45 @@ async def test_an_input_replaced_by_a_fifo_after_validation_fails_its_item(tmp_p
     failed = next(r for r in read_ledger_lines(plan.ledger) if r["event"] == "failed")
     assert failed["item"] == "sku-000" and "FIFO" in failed["error"]["message"]
     assert summary.stats.succeeded == 1
+
+
+async def test_grace_bounds_a_stop_even_when_a_thread_is_stuck_on_a_fifo(tmp_path, sim_factory):
+    manifest = simple_job(tmp_path, 6, limits={"concurrency": 2})
+    fifo = tmp_path / "nobody-writes-here"
+    os.mkfifo(fifo)
+    # One item's input read blocks its executor thread forever (a FIFO with no writer): the
+    # grace period ends, and the process must still exit.
+    script = f"""
+import sys
+from pipeline.engine import prepare
+real = prepare._read
+def _read(path):
+    if path.name == "img001.png":
+        open({str(fifo)!r}, "rb").read()
+    return real(path)
+prepare._read = _read
+from pipeline.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+    ledger = tmp_path / "job-out" / "ledger.jsonl"
+    async with sim_factory(SimConfig(latency_s=0.2)) as sim:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-c", script, "run", str(manifest), "--base-url", sim.base_url),
+            *("--progress", "none", "--grace", "0.5"),
+            env=dict(os.environ, OPENAI_API_KEY=KEY),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(400):  # up to 20 s for the first success on a loaded machine
+            if ledger.exists() and '"succeeded"' in ledger.read_text():
+                break
+            await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        signalled = loop.time()
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+        took = loop.time() - signalled
+    assert proc.returncode == 143, err.decode()
+    assert took < 0.5 + 2.0 + 2.0  # grace + the margin + a loaded machine's slack
+    assert "exiting now" in err.decode()
+    read_ledger_lines(ledger)  # every line whole

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import sys
+import threading
 
 from pipeline import run
 from pipeline.cli.metrics import prometheus_text
@@ -61,6 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.wait and not (args.batch or plan.mode == "batch"):
         raise UsageError("--wait is for batch mode: add --batch, or set mode: batch")
     summary = asyncio.run(_run_with_signals(plan, options, control))
+    HARD_STOP.code = summary.exit_code
     if summary.estimate is not None:
         return print_dry_run(summary, args.json)
     print(human_summary(summary, str(args.manifest)), file=sys.stderr, flush=True)
@@ -74,6 +78,43 @@ def run_command(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+# After --grace, this long for the recording, run_finished and the summary; then the process
+# ends whatever a thread is doing.
+HARD_STOP_MARGIN_S = 2.0
+_SIGNAL_CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class HardStop:
+    """Makes --grace a hard bound: once a stop signal came, the process ends within grace +
+    HARD_STOP_MARGIN_S even if a thread is stuck (an executor thread blocked on a file would
+    hold asyncio.run's shutdown and the interpreter's exit forever). Every ledger line is
+    whole on disk when written, so ending with os._exit loses nothing recorded."""
+
+    def __init__(self) -> None:
+        self.code: int | None = None  # the run's own exit code, once it has one
+        self._timer: threading.Timer | None = None
+
+    def arm(self, seconds: float, code: int) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(seconds, self._fire, args=(code, seconds))
+            self._timer.daemon = True  # a run that ends in time is not held by it
+            self._timer.start()
+
+    def _fire(self, code: int, seconds: float) -> None:
+        print(
+            f"editbatch: still stopping {seconds:g} s after the signal; exiting now (the "
+            "ledger is consistent: a rerun resumes)",
+            file=sys.stderr,
+            flush=True,
+        )
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os._exit(self.code if self.code is not None else code)
+
+
+HARD_STOP = HardStop()
+
+
 async def _run_with_signals(plan, options: RunOptions, control: RunControl):
     loop = asyncio.get_running_loop()
     seen: list[str] = []
@@ -83,6 +124,7 @@ async def _run_with_signals(plan, options: RunOptions, control: RunControl):
             control.request_cancel()
             return
         seen.append(name)
+        HARD_STOP.arm(options.grace_s + HARD_STOP_MARGIN_S, _SIGNAL_CODES.get(name, 130))
         print(
             f"editbatch: {name}: finishing requests in flight (up to {options.grace_s:g} s); "
             "press Ctrl-C again to stop at once",
