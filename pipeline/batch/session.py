@@ -24,19 +24,14 @@ from pipeline.batch.context import BatchContext
 from pipeline.batch.outcome import count, options_record, pause, summarize
 from pipeline.batch.reconcile import adopt_unrecorded
 from pipeline.batch.submit import Allowance, Submitter
-from pipeline.core.errors import AttemptError, FatalError, ManifestError, UsageError
+from pipeline.core.errors import AttemptError, FatalError, ManifestError
 from pipeline.core.fingerprint import DigestCache
 from pipeline.core.plan import Item, Plan
-from pipeline.engine.session import (
-    input_cache_dir,
-    prepare_out_dir,
-    remote_digests,
-    remote_refs,
-)
+from pipeline.engine.opening import opened_run
+from pipeline.engine.session import prepare_out_dir, remote_digests
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import RunStats, RunSummary
 from pipeline.inputs.fetch import Fetcher
-from pipeline.ledger.joblock import JobLock
 from pipeline.ledger.resume import Classified, classify
 from pipeline.ledger.scan import ResumeState
 from pipeline.ledger.writer import LedgerWriter, read_ledger
@@ -82,36 +77,13 @@ class BatchSession:
 
     async def execute(self, items: list[Item]) -> RunSummary:
         self.settings.check_prices(items, self.warn)
-        ledger = self.plan.ledger
         extra = {"simulated": True} if self.simulated else {}
-        try:
-            # The job's lock, as an interactive run takes it: no shard run of this job may
-            # send its items meanwhile.
-            lock = await asyncio.to_thread(JobLock.acquire, ledger, None)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot lock the job beside its ledger {ledger}: {exc.strerror or exc}; fix "
-                "`ledger:` (or output.dir) in the manifest, or the path on disk"
-            ) from None
-        try:
-            try:
-                writer = await asyncio.to_thread(
-                    LedgerWriter.open, ledger, run_id=self.run_id, extra_fields=extra, locked=True
-                )
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot open the ledger {ledger}: {exc.strerror or exc}; fix `ledger:` "
-                    "(or output.dir) in the manifest, or the path on disk"
-                ) from None
-            try:
-                if not any(remote_refs(item) for item in items):
-                    return await self._locked(items, writer, None)
-                async with Fetcher(input_cache_dir(self.plan)) as fetcher:
-                    return await self._locked(items, writer, fetcher)
-            finally:
-                writer.close()
-        finally:
-            lock.release()
+        # The job's lock, as an interactive run takes it: no shard run of this job may send
+        # its items meanwhile.
+        async with opened_run(
+            self.plan, items, run_id=self.run_id, shard=None, extra=extra
+        ) as opened:
+            return await self._locked(items, opened.writer, opened.fetcher)
 
     async def _locked(
         self, items: list[Item], writer: LedgerWriter, fetcher: Fetcher | None

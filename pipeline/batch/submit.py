@@ -18,6 +18,7 @@ from pipeline.api import batchlines
 from pipeline.batch import parts
 from pipeline.batch.context import BatchContext
 from pipeline.batch.reconcile import find_batches
+from pipeline.batch.uploads import ImageUploads
 from pipeline.cache.store import AnswerCache
 from pipeline.core.errors import RetryableError
 from pipeline.core.plan import Item
@@ -28,7 +29,6 @@ from pipeline.ledger.batches import BatchState
 
 PREPARE_AT_ONCE = 8  # items read and uploaded at once
 CREATE_TRIES = 3
-IMAGE_PURPOSE = "vision"  # images referred to by file_id (API-FACTS "Batch API")
 
 
 @dataclass(slots=True)
@@ -84,7 +84,7 @@ class Submitter:
         self.preparer = Preparer(ctx.plan, ctx.batch_prices, ctx.fetcher)
         cache = AnswerCache(ctx.plan.cache) if ctx.plan.cache else None
         self.finisher = Finisher(cache, ctx.warn)  # answers paid by earlier runs or jobs
-        self._uploads: dict[str, asyncio.Future[str]] = {}
+        self.uploads = ImageUploads(ctx, state)
         self._sleep = sleep
         self.budget_stopped = 0
         self.interrupted = False
@@ -178,12 +178,12 @@ class Submitter:
     async def _line(self, prepared: Prepared) -> Line:
         request = prepared.request
         image_ids = [
-            await self._upload(data, filename, content_type)
+            await self.uploads.file_id(data, filename, content_type)
             for filename, data, content_type in request.images
         ]
         mask_id = None
         if request.mask is not None:
-            mask_id = await self._upload(request.mask[1], request.mask[0], "image/png")
+            mask_id = await self.uploads.file_id(request.mask[1], request.mask[0], "image/png")
         item = prepared.item
         endpoint = "edits" if image_ids else "generations"
         cid = batchlines.custom_id(item.id, prepared.key)
@@ -203,33 +203,6 @@ class Submitter:
             data=batchlines.request_line(cid, endpoint, body),
             worst_usd=prepared.worst_usd,
         )
-
-    async def _upload(self, data: bytes, filename: str, content_type: str) -> str:
-        """The file id of these bytes: recorded by an earlier upload, or uploaded now (once,
-        however many items share them)."""
-        sha = hashlib.sha256(data).hexdigest()
-        known = self.state.uploads.get(sha)
-        if known is not None:
-            return known
-        if sha not in self._uploads:
-            self._uploads[sha] = asyncio.ensure_future(
-                self._upload_new(sha, data, filename, content_type)
-            )
-        return await self._uploads[sha]
-
-    async def _upload_new(self, sha: str, data: bytes, filename: str, content_type: str) -> str:
-        uploaded = await self.ctx.api.upload(data, filename, IMAGE_PURPOSE, content_type)
-        file_id = str(uploaded["id"])
-        await self.ctx.writer.awrite(
-            "file_uploaded",
-            sha256=sha,
-            file_id=file_id,
-            bytes=len(data),
-            purpose=IMAGE_PURPOSE,
-            filename=filename,
-        )
-        self.state.uploads[sha] = file_id
-        return file_id
 
     async def _batch(self, lines: list[Line], endpoint: str, number: int) -> int:
         ctx = self.ctx

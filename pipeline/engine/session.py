@@ -19,12 +19,12 @@ from pipeline.core.fingerprint import DigestCache
 from pipeline.core.plan import Item, Location, Plan, Remote
 from pipeline.core.secrets import scrub_url
 from pipeline.engine.budget import BudgetGuard
+from pipeline.engine.opening import opened_run, remote_refs
 from pipeline.engine.pool import Pool
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import Observer, RunStats, RunSummary, verdict
 from pipeline.inputs.fetch import Fetcher
 from pipeline.inputs.validators import FetchError
-from pipeline.ledger.joblock import JobLock
 from pipeline.ledger.resume import classify
 from pipeline.ledger.status import read_job_state
 from pipeline.ledger.writer import LedgerWriter, ResumeState
@@ -69,46 +69,15 @@ class RunSession:
     async def execute(self, items: list[Item]) -> RunSummary:
         self.settings.check_prices(items, self.warn)
         shard = self.settings.shard
-        ledger_path = self.plan.ledger
         extra: dict[str, Any] = {}
         if self.simulated:
             extra["simulated"] = True
         if shard is not None:
             extra["shard"] = str(shard)
-            ledger_path = shard.ledger_path(self.plan.ledger)
-        try:
-            # The job's lock, not only this ledger's: a plain run and a shard run of one job
-            # must never pay for the same items at once (see ledger/joblock.py for the rule).
-            lock = await asyncio.to_thread(JobLock.acquire, self.plan.ledger, shard)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot lock the job beside its ledger {self.plan.ledger}: "
-                f"{exc.strerror or exc}; fix `ledger:` (or output.dir) in the manifest, or the "
-                "path on disk"
-            ) from None
-        try:
-            try:
-                writer = await asyncio.to_thread(
-                    LedgerWriter.open,
-                    ledger_path,
-                    run_id=self.run_id,
-                    extra_fields=extra,
-                    locked=True,
-                )
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot open the ledger {ledger_path}: {exc.strerror or exc}; fix "
-                    "`ledger:` (or output.dir) in the manifest, or the path on disk"
-                ) from None
-            try:
-                if not any(remote_refs(item) for item in items):
-                    return await self._locked(items, writer, ledger_path, None)
-                async with Fetcher(input_cache_dir(self.plan)) as fetcher:
-                    return await self._locked(items, writer, ledger_path, fetcher)
-            finally:
-                writer.close()
-        finally:
-            lock.release()
+        async with opened_run(
+            self.plan, items, run_id=self.run_id, shard=shard, extra=extra
+        ) as opened:
+            return await self._locked(items, opened.writer, opened.ledger, opened.fetcher)
 
     async def _locked(
         self, items: list[Item], writer: LedgerWriter, ledger: Path, fetcher: Fetcher | None
@@ -260,15 +229,6 @@ def prepare_out_dir(out_dir: Location, store: OutputStore | None = None) -> None
             f"cannot create or list the output folder {out_dir}: {exc.strerror or exc}; "
             "fix output.dir in the manifest, the path on disk, or the store's credentials"
         ) from None
-
-
-def remote_refs(item: Item) -> list[Remote]:
-    return [ref for ref in (*item.images, item.mask) if isinstance(ref, Remote)]
-
-
-def input_cache_dir(plan: Plan) -> Path:
-    """The content cache of remote inputs: beside the ledger, shared by the job's shards."""
-    return plan.ledger.parent / "input-cache"
 
 
 async def remote_digests(fetcher: Fetcher, items: list[Item], state: ResumeState) -> dict:
