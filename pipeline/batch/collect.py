@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from pipeline.api.answers import one_line
+from pipeline.api.batches import ENDED
 from pipeline.api.batchlines import parse_line, read_result
 from pipeline.batch.context import BatchContext
 from pipeline.batch.results import ResultRecorder
@@ -138,3 +139,21 @@ def stale_downloads(ledger: Path) -> list[Path]:
         for name in os.listdir(ledger.parent)
         if name.startswith(prefix) and name.endswith((".jsonl", ".part"))
     ]
+
+
+async def poll_and_collect(ctx: BatchContext, batches: BatchState, by_id: dict) -> int:
+    """Poll every open batch and collect those that ended; the number collected. The open
+    ones' request counts go to the live stats for the progress display."""
+    collector = Collector(ctx, batches, by_id)
+    collected = 0
+    counts = dict.fromkeys(("total", "completed", "failed"), 0)
+    for batch in list(batches.open.values()):
+        info = await ctx.api.get_batch(batch.id)
+        if info.get("status") in ENDED:
+            await collector.collect(batch, info)
+            collected += 1
+        else:
+            for name in counts:
+                counts[name] += int((info.get("request_counts") or {}).get(name) or 0)
+    ctx.stats.batches = counts
+    return collected

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,10 +15,9 @@ from typing import Any
 
 import aiohttp
 
-from pipeline import __version__
-from pipeline.api.batches import ENDED, BatchAPI
+from pipeline.api.batches import BatchAPI
 from pipeline.api.providers import Route
-from pipeline.batch.collect import Collector, stale_downloads
+from pipeline.batch.collect import poll_and_collect, stale_downloads
 from pipeline.batch.context import BatchContext
 from pipeline.batch.outcome import count, options_record, pause, summarize
 from pipeline.batch.reconcile import adopt_unrecorded
@@ -27,7 +25,7 @@ from pipeline.batch.submit import Allowance, Submitter
 from pipeline.core.errors import AttemptError, FatalError, ManifestError
 from pipeline.core.fingerprint import DigestCache
 from pipeline.core.plan import Item, Plan
-from pipeline.engine.opening import opened_run
+from pipeline.engine.opening import opened_run, record_finish, record_start
 from pipeline.engine.session import prepare_out_dir, remote_digests
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import RunStats, RunSummary
@@ -96,13 +94,8 @@ class BatchSession:
         await asyncio.to_thread(prepare_out_dir, self.plan.output.dir, self.store)
         for leftover in stale_downloads(writer.path):
             leftover.unlink(missing_ok=True)
-        await writer.awrite(
-            "run_started",
-            manifest=self.plan.name,
-            editbatch=__version__,
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            options=options_record(self.plan, self.settings, self.options, self.base_url),
+        await record_start(
+            writer, self.plan, options_record(self.plan, self.settings, self.options, self.base_url)
         )
         timeout = aiohttp.ClientTimeout(total=self.plan.limits.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as http:
@@ -138,16 +131,7 @@ class BatchSession:
                 self.reasons.append("outage")
                 self.warn(f"the Batch API kept failing ({exc.message}); run again to resume")
         summary = self._summary(time.monotonic() - started, writer.path)
-        await writer.awrite(
-            "run_finished",
-            reason=summary.reason,
-            exit_code=summary.exit_code,
-            counts=summary.counts(),
-            tokens=summary.tokens,
-            requests=summary.requests,
-            cost_usd=round(summary.cost_usd, 6),
-            duration_s=round(summary.duration_s, 3),
-        )
+        await record_finish(writer, summary)
         if self.observer is not None:
             self.observer.finished(summary)
         return summary
@@ -160,7 +144,7 @@ class BatchSession:
             self._spent_total = state.spent_usd
             if await adopt_unrecorded(ctx, state.batches):
                 state = await self._reread(ctx)
-            if await self._collect(ctx, state, by_id):
+            if await poll_and_collect(ctx, state.batches, by_id):
                 state = await self._reread(ctx)
             self._spent_total = state.spent_usd
             classified = await self._classify(items, state)
@@ -204,22 +188,6 @@ class BatchSession:
                 raise ManifestError(problems)
             self._checked.update(item.id for item in unchecked)
         return classified
-
-    async def _collect(self, ctx: BatchContext, state: ResumeState, by_id: dict) -> int:
-        """Poll every open batch; collect those that ended. The number collected."""
-        collector = Collector(ctx, state.batches, by_id)
-        collected = 0
-        counts = dict.fromkeys(("total", "completed", "failed"), 0)
-        for batch in list(state.batches.open.values()):
-            info = await ctx.api.get_batch(batch.id)
-            if info.get("status") in ENDED:
-                await collector.collect(batch, info)
-                collected += 1
-            else:
-                for name in counts:
-                    counts[name] += int((info.get("request_counts") or {}).get(name) or 0)
-        self.stats.batches = counts
-        return collected
 
     async def _submit(self, ctx: BatchContext, state: ResumeState, pending: list[Item]) -> None:
         settings = self.settings

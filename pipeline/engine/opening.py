@@ -6,13 +6,17 @@ has a remote input, the fetcher with its content cache beside the ledger.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import __version__
 from pipeline.core.errors import UsageError
 from pipeline.core.plan import Item, Plan, Remote
+from pipeline.engine.summary import RunSummary
 from pipeline.inputs.fetch import Fetcher
 from pipeline.ledger.joblock import JobLock
 from pipeline.ledger.shards import Shard
@@ -70,3 +74,29 @@ def remote_refs(item: Item) -> list[Remote]:
 def input_cache_dir(plan: Plan) -> Path:
     """The content cache of remote inputs: beside the ledger, shared by the job's shards."""
     return plan.ledger.parent / "input-cache"
+
+
+async def record_start(writer: LedgerWriter, plan: Plan, options: dict) -> None:
+    """The run's first line: who runs what, with which options (secrets never among them)."""
+    await writer.awrite(
+        "run_started",
+        manifest=plan.name,
+        editbatch=__version__,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        options=options,
+    )
+
+
+async def record_finish(writer: LedgerWriter, summary: RunSummary) -> None:
+    """The run's last line: its verdict, counts, tokens and what it spent."""
+    await writer.awrite(
+        "run_finished",
+        reason=summary.reason,
+        exit_code=summary.exit_code,
+        counts=summary.counts(),
+        tokens=summary.tokens,
+        requests=summary.requests,
+        cost_usd=round(summary.cost_usd, 6),
+        duration_s=round(summary.duration_s, 3),
+    )

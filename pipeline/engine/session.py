@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
 from pipeline.api.providers import Route
 from pipeline.core.errors import ManifestError, UsageError
 from pipeline.core.fingerprint import DigestCache
 from pipeline.core.plan import Item, Location, Plan, Remote
 from pipeline.core.secrets import scrub_url
 from pipeline.engine.budget import BudgetGuard
-from pipeline.engine.opening import opened_run, remote_refs
+from pipeline.engine.opening import opened_run, record_finish, record_start, remote_refs
 from pipeline.engine.pool import Pool
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import Observer, RunStats, RunSummary, verdict
@@ -130,14 +128,7 @@ class RunSession:
             run_usd=settings.run_usd, total_usd=total_usd, spent_before=state.spent_usd
         )
         stats.budget_left_usd = self.budget.left_usd()
-        await writer.awrite(
-            "run_started",
-            manifest=self.plan.name,
-            editbatch=__version__,
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            options=self._options_record(),
-        )
+        await record_start(writer, self.plan, self._options_record())
         self.pool = Pool(
             plan=self.plan,
             route=self.route,
@@ -162,16 +153,7 @@ class RunSession:
             self.observer.started(stats)
         await self.pool.run(classified.pending)
         summary = self._summary(time.monotonic() - started, ledger)
-        await writer.awrite(
-            "run_finished",
-            reason=summary.reason,
-            exit_code=summary.exit_code,
-            counts=summary.counts(),
-            tokens=summary.tokens,
-            requests=summary.requests,
-            cost_usd=round(summary.cost_usd, 6),
-            duration_s=round(summary.duration_s, 3),
-        )
+        await record_finish(writer, summary)
         if self.observer is not None:
             self.observer.finished(summary)
         return summary
