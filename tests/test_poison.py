@@ -17,6 +17,7 @@ import pytest
 from helpers import make_image, read_ledger_lines, simple_job, write_manifest
 
 from pipeline.cli.main import main
+from pipeline.core.errors import UsageError
 from pipeline.engine.runner import RunOptions, run
 from pipeline.manifest.load import load_plan
 from pipeline.simulator import SimConfig
@@ -165,6 +166,7 @@ def _read(path):
     return real(path)
 prepare._read = _read
 from pipeline.cli.main import main
+from pipeline.core.errors import UsageError
 sys.exit(main(sys.argv[1:]))
 """
     ledger = tmp_path / "job-out" / "ledger.jsonl"
@@ -189,3 +191,37 @@ sys.exit(main(sys.argv[1:]))
     assert took < 0.5 + 2.0 + 2.0  # grace + the margin + a loaded machine's slack
     assert "exiting now" in err.decode()
     read_ledger_lines(ledger)  # every line whole
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [b"my notes, no newline", b"# a config file\nkey = value\n", b'{"name": "a json file"}\n'],
+    ids=["one line", "text", "json"],
+)
+async def test_a_ledger_path_that_leads_to_a_foreign_file_is_refused_and_left_alone(
+    tmp_path, sim_factory, foreign
+):
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(foreign)
+    plan = load_plan(simple_job(tmp_path, 1, ledger="ledger.jsonl"))
+    plan.ledger.symlink_to(notes)  # a symlink to someone else's file
+    async with sim_factory() as sim:
+        with pytest.raises(UsageError, match="not an editbatch ledger") as caught:
+            await run(plan, options(sim))
+        assert (await sim.stats())["requests"] == 0
+    assert str(plan.ledger) in str(caught.value) and "point `ledger:`" in str(caught.value)
+    assert notes.read_bytes() == foreign  # nothing cut, nothing appended
+
+
+def test_only_a_torn_ledger_line_is_repaired(tmp_path):
+    from pipeline.core.errors import LedgerCorrupt
+    from pipeline.ledger.writer import read_ledger
+
+    record = {"v": 1, "ts": "2026-01-01T00:00:00.000Z", "run": "r", "event": "run_started"}
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(json.dumps(record).encode() + b"\n" + b"not a ledger line")
+    with pytest.raises(LedgerCorrupt, match="delete line 2"):
+        read_ledger(path, repair=True)
+    assert path.read_bytes().endswith(b"not a ledger line")
+    path.write_bytes(json.dumps(record).encode() + b'\n{"v":1,"ts":"2026-01-0')
+    assert "cut off" in read_ledger(path, repair=True).warnings[0]

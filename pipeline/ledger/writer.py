@@ -286,6 +286,16 @@ def iter_ledger(path: Path, warnings: list[str] | None = None) -> Iterator[dict]
         warnings.append(_torn(Path(path), reader.tail))
 
 
+# Every ledger line starts so; a line torn by a crash is a prefix of one (or NUL bytes, which a
+# file system can leave after a power loss). Anything else was not written by editbatch.
+_RECORD_START = b'{"v"'
+
+
+def _torn_line(raw: bytes) -> bool:
+    head = raw.strip(b"\x00\r\n \t")
+    return not head or head.startswith(_RECORD_START) or _RECORD_START.startswith(head)
+
+
 class _Reader:
     """Parses lines one at a time; only the last line may be torn, any other bad line raises."""
 
@@ -301,7 +311,7 @@ class _Reader:
             return
         with f:
             parse = self.parse
-            offset, bad = 0, None
+            offset, bad, seen = 0, None, 0
             for lineno, raw in enumerate(f, 1):
                 if bad is not None:
                     raise self._corrupt(*bad)
@@ -313,8 +323,16 @@ class _Reader:
                     if not raw.strip():  # a blank line, say from a hand edit
                         offset += len(raw)
                         continue
+                    if not _torn_line(raw):
+                        if not seen:
+                            raise self._foreign(lineno, "a line no editbatch run wrote") from None
+                        bad = (lineno, "a line no editbatch run wrote")
+                        continue
                     bad = (lineno, f"not a JSON object ({exc})")
                     continue
+                if not seen and not {"v", "event", "run"} <= record.keys():
+                    raise self._foreign(lineno, "its first line is not a ledger record")
+                seen += 1
                 self._check(lineno, record)
                 yield record
                 if not raw.endswith(b"\n"):
@@ -322,6 +340,8 @@ class _Reader:
                     return
                 offset += len(raw)
             if bad is not None:
+                if bad[1] == "a line no editbatch run wrote":  # not a torn line: never cut
+                    raise self._corrupt(*bad)
                 self.tail = _Tail(bad[0], offset, whole=False)
 
     def _check(self, lineno: int, record: dict) -> None:
@@ -334,6 +354,14 @@ class _Reader:
         event = record.get("event")
         if not isinstance(event, str) or (event in ITEM_EVENTS and "item" not in record):
             raise self._corrupt(lineno, "a line without its event, or an item line without item")
+
+    def _foreign(self, lineno: int, what: str) -> LedgerCorrupt:
+        # Never "repaired": cutting a line off a file that is not a ledger (a symlink to some
+        # other file, a wrong path) would destroy someone's data.
+        return LedgerCorrupt(
+            f"{self.path}:{lineno}: this is not an editbatch ledger, or not only one ({what}); "
+            "point `ledger:` at a new path, or move this file aside if it is a damaged ledger"
+        )
 
     def _corrupt(self, lineno: int, what: str) -> LedgerCorrupt:
         return LedgerCorrupt(
