@@ -24,9 +24,10 @@ from pipeline.core.errors import (
 from pipeline.core.plan import Item, Plan
 from pipeline.cost.pricing import Price, price_of
 from pipeline.cost.usage import Charge
-from pipeline.engine.finishing import ANSWERS, FREE, Finisher
+from pipeline.engine.delivery import Delivery
+from pipeline.engine.finishing import FREE, Finisher
 from pipeline.engine.gates import Gates
-from pipeline.engine.prepare import Prepared, Preparer, write_outputs
+from pipeline.engine.prepare import Prepared, Preparer
 from pipeline.engine.record import Recorder, internal_error
 from pipeline.engine.retry import Tally, retrying
 from pipeline.engine.stops import StopDispatch, Stops
@@ -59,9 +60,9 @@ class Attempts:
         self.recorder = recorder
         self.rng = rng
         self.backoff_base_s = backoff_base_s
-        self.store = store
         self.preparer = Preparer(plan, prices, fetcher)
         self.finisher = Finisher(AnswerCache(plan.cache) if plan.cache else None, warn)
+        self.delivery = Delivery(plan=plan, store=store, recorder=recorder, stops=stops)
         self.client: EditsClient | None = None  # set by the pool when its session opens
         # items whose attempts all failed without an answer from the API: left pending
         self.unanswered: list[str] = []
@@ -207,64 +208,14 @@ class Attempts:
         latency: float,
         attempt: int,  # 0: from the cross-run cache, nothing paid
     ) -> None:
-        item = prepared.item
         # The answer was billed whether or not its outputs can be written: the verdict line
         # carries the cost either way, so the ledger's spend is the provider's bill.
         cached = attempt == 0
         charge = FREE if cached else self._charge(prepared, response.usage, usable=True)
-        try:
-            outputs = await write_outputs(self.plan, item, finished.images, store=self.store)
-            answers = None
-            if finished.answers is not None:  # strict: what the model drew, for review
-                answers = await write_outputs(
-                    self.plan, item, finished.answers, ANSWERS, store=self.store
-                )
-        except ValueError as exc:  # the output name leaves the folder (a symlink, say)
-            message = f"cannot write the output: {exc}"
-            await self.recorder.failed(
-                item.id,
-                prepared.key,
-                "permanent",
-                None,
-                message,
-                attempt,
-                charge=charge,
-                usage=response.usage,
-                cause="output",
-            )
-            return
-        except OSError as exc:  # disk full, permissions: every item would fail the same way
-            message = (
-                f"cannot write outputs to {self.plan.output.dir}: {exc}; free space or fix "
-                "permissions, then run again (this item stays pending)"
-            )
-            self.stops.stop("fatal", f"aborted: {message}")
-            await self.recorder.failed(
-                item.id,
-                prepared.key,
-                "fatal",
-                None,
-                message,
-                attempt,
-                charge=charge,
-                usage=response.usage,
-                cause="output",
-            )
-            return
-        await self.recorder.succeeded(
-            prepared,
-            response,
-            outputs,
-            attempt=attempt,
-            latency_s=latency,
-            charge=charge,
-            drift=finished.drift,
-            cached=cached,
-            answers=answers,
-        )
-        if not cached:
-            self.gates.observe_latency(latency)
-            await self.finisher.remember(prepared, response)
+        if await self.delivery.deliver(prepared, response, finished, latency, attempt, charge):
+            if not cached:
+                self.gates.observe_latency(latency)
+                await self.finisher.remember(prepared, response)
 
 
 # Transport errors with which the API never answered: no status, no body.
