@@ -10,7 +10,13 @@ from pipeline.api.providers import Route
 from pipeline.batch.session import BatchSession
 from pipeline.core.errors import UsageError
 from pipeline.core.plan import Plan
-from pipeline.engine.runner import SIMULATED_KEY, RunControl, RunOptions, select_items
+from pipeline.engine.runner import (
+    SIMULATED_KEY,
+    RunControl,
+    RunOptions,
+    live_route,
+    select_items,
+)
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import RunSummary
 
@@ -52,19 +58,13 @@ async def run_batch(plan: Plan, options: RunOptions) -> RunSummary:
                 simulated=True,
             )
             return await session.execute(items)
-    route = Route.for_run(plan.endpoint, os.environ, base_url=options.base_url)
-    api_key = options.api_key or os.environ.get(plan.endpoint.api_key_env)
-    if not api_key and route.needs_key:
-        raise UsageError(
-            f"{plan.endpoint.api_key_env} is not set: export the API key in that variable "
-            "(endpoint.api_key_env names it), or try the job offline with --simulate"
-        )
+    route, api_key = live_route(plan, options)
     session = BatchSession(
         plan,
         options,
         settings,
         route=route,
-        api_key=api_key if route.needs_key else None,
+        api_key=api_key,
         control=control,
         simulated=False,
     )

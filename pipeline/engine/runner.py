@@ -127,28 +127,37 @@ async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
                 simulated=True,
             )
             return await session.execute(items)
+    route, api_key = live_route(plan, options)
+    session = RunSession(
+        plan,
+        options,
+        settings,
+        route=route,
+        api_key=api_key,
+        control=control,
+        simulated=False,
+    )
+    return await session.execute(items)
+
+
+def live_route(plan: Plan, options: RunOptions) -> tuple[Route, str | None]:
+    """Where a real (not simulated) run sends its requests, and the key it sends (None when
+    the endpoint's auth needs none). UsageError for what would fail every request."""
     route = Route.for_run(plan.endpoint, os.environ, base_url=options.base_url)
     if has_userinfo(route.base_url):  # aiohttp refuses it, and it would be a password on record
         raise UsageError(
             f"--base-url {scrub_url(route.base_url)}: a base URL may not hold a user name or "
             "password (user:pass@); put the key in the variable endpoint.api_key_env names"
         )
+    if not route.needs_key:
+        return route, None
     api_key = options.api_key or os.environ.get(plan.endpoint.api_key_env)
-    if not api_key and route.needs_key:
+    if not api_key:
         raise UsageError(
             f"{plan.endpoint.api_key_env} is not set: export the API key in that variable "
             "(endpoint.api_key_env names it), or try the job offline with --simulate"
         )
-    session = RunSession(
-        plan,
-        options,
-        settings,
-        route=route,
-        api_key=api_key if route.needs_key else None,
-        control=control,
-        simulated=False,
-    )
-    return await session.execute(items)
+    return route, api_key
 
 
 def _dry_run(
