@@ -3,20 +3,12 @@ The same selection, settings and key as an interactive run; a BatchSession does 
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
-from pipeline.api.providers import Route
 from pipeline.batch.session import BatchSession
 from pipeline.core.errors import UsageError
 from pipeline.core.plan import Plan
-from pipeline.engine.runner import (
-    SIMULATED_KEY,
-    RunControl,
-    RunOptions,
-    live_route,
-    select_items,
-)
+from pipeline.engine.runner import RunOptions, select_items, start
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import RunSummary
 
@@ -40,32 +32,8 @@ async def run_batch(plan: Plan, options: RunOptions) -> RunSummary:
         )
     items = select_items(plan, options.only)
     settings = RunSettings.resolve(plan, max_usd=options.max_usd)
-    control = options.control or RunControl()
-    if options.simulate:
-        from pipeline.simulator import SimConfig, running
-
-        config = options.sim_config or SimConfig(seed=0, batch_seconds=SIM_BATCH_SECONDS)
-        if options.poll_s is None:
-            options = replace(options, poll_s=SIM_POLL_S)
-        async with running(config) as base_url:
-            session = BatchSession(
-                plan,
-                options,
-                settings,
-                route=Route.for_run(plan.endpoint, os.environ, simulated_base=base_url),
-                api_key=SIMULATED_KEY,
-                control=control,
-                simulated=True,
-            )
-            return await session.execute(items)
-    route, api_key = live_route(plan, options)
-    session = BatchSession(
-        plan,
-        options,
-        settings,
-        route=route,
-        api_key=api_key,
-        control=control,
-        simulated=False,
+    if options.simulate and options.poll_s is None:
+        options = replace(options, poll_s=SIM_POLL_S)
+    return await start(
+        BatchSession, plan, options, settings, items, batch_seconds=SIM_BATCH_SECONDS
     )
-    return await session.execute(items)

@@ -110,14 +110,27 @@ async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
     )
     if options.dry_run:
         return await asyncio.to_thread(_dry_run, plan, options, settings, items)
+    return await start(RunSession, plan, options, settings, items, latency_s=0.4, jitter_s=0.2)
+
+
+async def start(
+    session_class: Any,  # RunSession, or batch mode's BatchSession: same constructor
+    plan: Plan,
+    options: RunOptions,
+    settings: RunSettings,
+    items: list[Item],
+    **sim_defaults: Any,
+) -> RunSummary:
+    """Run a session against the in-process simulator (`--simulate`: its config, else one
+    made of `sim_defaults`) or against the endpoint's real route with the key."""
     control = options.control or RunControl()
     if options.simulate:
         from pipeline.simulator import SimConfig, running
 
-        config = options.sim_config or SimConfig(latency_s=0.4, jitter_s=0.2, seed=0)
+        config = options.sim_config or SimConfig(seed=0, **sim_defaults)
         async with running(config) as base_url:
             route = Route.for_run(plan.endpoint, os.environ, simulated_base=base_url)
-            session = RunSession(
+            session = session_class(
                 plan,
                 options,
                 settings,
@@ -128,14 +141,8 @@ async def run(plan: Plan, options: RunOptions | None = None) -> RunSummary:
             )
             return await session.execute(items)
     route, api_key = live_route(plan, options)
-    session = RunSession(
-        plan,
-        options,
-        settings,
-        route=route,
-        api_key=api_key,
-        control=control,
-        simulated=False,
+    session = session_class(
+        plan, options, settings, route=route, api_key=api_key, control=control, simulated=False
     )
     return await session.execute(items)
 
