@@ -7,7 +7,6 @@ open batch, and stop (exit 5 while batches are in flight) or, with `wait`, poll 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,9 +25,9 @@ from pipeline.core.errors import AttemptError, FatalError, ManifestError
 from pipeline.core.fingerprint import DigestCache
 from pipeline.core.plan import Item, Plan
 from pipeline.engine.opening import opened_run, record_finish, record_start
-from pipeline.engine.session import prepare_out_dir, remote_digests
+from pipeline.engine.session import SessionBase, prepare_out_dir, remote_digests
 from pipeline.engine.settings import RunSettings
-from pipeline.engine.summary import RunStats, RunSummary
+from pipeline.engine.summary import RunSummary
 from pipeline.inputs.fetch import Fetcher
 from pipeline.ledger.resume import Classified, classify
 from pipeline.ledger.scan import ResumeState
@@ -37,7 +36,7 @@ from pipeline.manifest.validate import check_files
 from pipeline.outputs.store import as_store
 
 
-class BatchSession:
+class BatchSession(SessionBase):
     def __init__(
         self,
         plan: Plan,
@@ -50,28 +49,21 @@ class BatchSession:
         simulated: bool,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ):
-        self.plan, self.options, self.settings = plan, options, settings
-        self.route, self.api_key, self.control = route, api_key, control
+        super().__init__(
+            plan,
+            options,
+            settings,
+            route=route,
+            api_key=api_key,
+            control=control,
+            simulated=simulated,
+        )
         self.base_url = route.base_url
-        self.simulated = simulated
-        self.observer = options.observer
-        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
-        self.stats = RunStats()
-        self.messages: list[str] = []
         self.reasons: list[str] = []
         self._sleep = sleep
         self._checked: set[str] = set()  # items whose input files were checked this run
         self._spent_total = 0.0  # the ledger's spend as last read
         self.poll_s = options.poll_s or plan.batch.poll_s
-
-    def warn(self, text: str) -> None:
-        self.messages.append(text)
-        if self.observer is not None:
-            self.observer.warning(text)
-
-    def _changed(self) -> None:
-        if self.observer is not None:
-            self.observer.update(self.stats)
 
     async def execute(self, items: list[Item]) -> RunSummary:
         self.settings.check_prices(items, self.warn)

@@ -31,7 +31,10 @@ from pipeline.outputs.files import output_problems
 from pipeline.outputs.store import OutputStore, as_store
 
 
-class RunSession:
+class SessionBase:
+    """What every run of a job carries, interactive or batch: its plan, options and route,
+    a fresh run id, live counters, and the warnings it passes to the observer."""
+
     def __init__(
         self,
         plan: Plan,
@@ -63,6 +66,10 @@ class RunSession:
     def _changed(self) -> None:
         if self.observer is not None:
             self.observer.update(self.stats)
+
+
+class RunSession(SessionBase):
+    """One interactive run: the pool sends the pending items one request each."""
 
     async def execute(self, items: list[Item]) -> RunSummary:
         self.settings.check_prices(items, self.warn)
