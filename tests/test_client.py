@@ -521,3 +521,49 @@ def test_edit_request_refuses_impossible_requests(kwargs, problem):
 def test_form_is_always_multipart():
     form = build_form(request())
     assert form.is_multipart
+
+
+async def test_the_form_reads_back_as_sent_and_holds_large_files_uncopied(serve, session):
+    """What a server's multipart parser reads from the form: every field in order, each file
+    with its name and type; a small request is one write, a large file is not copied."""
+    big = noisy("PNG") * 40  # ~100 KB+: past the size copied into the bytes around it
+    seen: list[tuple] = []
+
+    async def handler(req: web.Request) -> web.Response:
+        reader = await req.multipart()
+        async for part in reader:
+            seen.append(
+                (part.name, part.filename, part.headers.get("Content-Type"), await part.read())
+            )
+        return web.json_response(ok_body(PNG))
+
+    url = await serve(handler)
+    req = request(
+        images=[('sku "1".png', big, "image/png")],
+        mask=("m.png", PNG),
+        quality="low",
+        size="1024x1024",
+    )
+    form = build_form(req)
+    assert any(chunk is big for chunk in form.chunks)
+    assert form.size == len(bytes(form))
+    await client(session, url).edit(req)
+    assert [(name, filename, kind) for name, filename, kind, _ in seen] == [
+        ("model", None, None),
+        ("prompt", None, None),
+        ("n", None, None),
+        ("quality", None, None),
+        ("size", None, None),
+        ("image", "sku %221%22.png", "image/png"),  # a quote escaped as browsers and httpx do
+        ("mask", "m.png", "image/png"),
+    ]
+    assert [bytes(data) for *_, data in seen] == [
+        b"gpt-image-1",
+        b"Put it on white marble",
+        b"1",
+        b"low",
+        b"1024x1024",
+        big,
+        PNG,
+    ]
+    assert len(build_form(request()).chunks) == 1  # a small request: one write

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.errors import LedgerCorrupt, LedgerLocked
+import pipeline.ledger.writer as module
+from pipeline.core.errors import LedgerCorrupt, LedgerLocked, LedgerUnwritable
 from pipeline.ledger.writer import LedgerWriter, ResumeState, iter_ledger, read_ledger
 
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -91,6 +93,50 @@ async def test_awrite_appends_like_write(tmp_path):
         await writer.awrite("attempt_failed", item="a", key="k", attempt=1)
     assert [r["event"] for r in lines_of(path)] == ["succeeded", "attempt_failed"]
     assert lines_of(path)[0]["message"] == "naïve ✓"
+
+
+async def test_durable_lines_share_fsyncs_and_each_returns_only_once_it_is_synced(
+    tmp_path, monkeypatch
+):
+    """Group commit: lines appended while an fsync runs wait for the next one, which covers
+    them all; none returns before an fsync that began after it was appended has ended."""
+    synced: list[int] = []  # how many lines each fsync covered (the file's line count then)
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        lines = (tmp_path / "ledger.jsonl").read_bytes().count(b"\n")
+        time.sleep(0.02)
+        real_fsync(fd)
+        synced.append(lines)
+
+    monkeypatch.setattr(module.os, "fsync", slow_fsync)
+    with LedgerWriter.open(tmp_path / "ledger.jsonl", run_id="r") as writer:
+
+        async def line(number: int) -> None:
+            await asyncio.sleep(0.001 * number)
+            await writer.awrite("succeeded", item=f"i{number}", key="k")
+            assert synced and synced[-1] >= number + 1  # its own line was in a finished fsync
+
+        await asyncio.gather(*(line(n) for n in range(20)))
+        durable_fsyncs = len(synced)
+    assert 2 <= durable_fsyncs < 10, synced
+    assert len(lines_of(tmp_path / "ledger.jsonl")) == 20
+
+
+async def test_a_failed_fsync_reaches_every_line_waiting_for_it(tmp_path, monkeypatch):
+    def full_disk(fd: int) -> None:
+        time.sleep(0.01)
+        raise OSError(28, "No space left on device")
+
+    with LedgerWriter.open(tmp_path / "ledger.jsonl", run_id="r") as writer:
+        monkeypatch.setattr(module.os, "fsync", full_disk)
+        results = await asyncio.gather(
+            *(writer.awrite("succeeded", item=f"i{n}", key="k") for n in range(5)),
+            return_exceptions=True,
+        )
+        monkeypatch.undo()
+    assert all(isinstance(r, LedgerUnwritable) for r in results), results
+    assert "free space" in str(results[0])
 
 
 def test_writer_refuses_unknown_events_reserved_fields_and_use_after_close(tmp_path):

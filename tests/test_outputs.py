@@ -113,7 +113,7 @@ def test_write_atomic_writes_the_bytes_as_given(tmp_path):
     assert path.read_bytes() == data
     st = path.stat()
     assert written == OutputFile(path, hashlib.sha256(data).hexdigest(), len(data), st.st_mtime_ns)
-    assert written.record(tmp_path) == {
+    assert written.entry("sub/a.png") == {
         "path": "sub/a.png",
         "sha256": written.sha256,
         "bytes": len(data),
@@ -160,18 +160,18 @@ def test_write_atomic_keeps_the_old_file_whole_when_a_write_fails_midway(tmp_pat
 
 
 def test_output_intact_accepts_the_recorded_file(tmp_path):
-    recorded = write_atomic(tmp_path / "a.png", b"image").record(tmp_path)
+    recorded = write_atomic(tmp_path / "a.png", b"image").entry("a.png")
     assert output_intact(tmp_path, recorded)
 
 
 def test_output_intact_detects_a_deleted_output(tmp_path):
-    recorded = write_atomic(tmp_path / "a.png", b"image").record(tmp_path)
+    recorded = write_atomic(tmp_path / "a.png", b"image").entry("a.png")
     (tmp_path / "a.png").unlink()
     assert not output_intact(tmp_path, recorded)
 
 
 def test_output_intact_detects_changed_bytes_of_the_same_size(tmp_path):
-    recorded = write_atomic(tmp_path / "a.png", b"image").record(tmp_path)
+    recorded = write_atomic(tmp_path / "a.png", b"image").entry("a.png")
     path = tmp_path / "a.png"
     path.write_bytes(b"IMAGE")
     os.utime(path, ns=(0, recorded["mtime_ns"] + 5_000_000))
@@ -179,14 +179,14 @@ def test_output_intact_detects_changed_bytes_of_the_same_size(tmp_path):
 
 
 def test_output_intact_rehashes_when_only_the_mtime_moved(tmp_path):
-    recorded = write_atomic(tmp_path / "a.png", b"image").record(tmp_path)
+    recorded = write_atomic(tmp_path / "a.png", b"image").entry("a.png")
     os.utime(tmp_path / "a.png", ns=(0, recorded["mtime_ns"] + 5_000_000))  # touched, same bytes
     assert output_intact(tmp_path, recorded)
 
 
 def test_output_intact_trusts_size_and_mtime_without_reading(tmp_path):
     # The fast path: a recorded sha256 that no longer matches goes unread when stat agrees.
-    recorded = write_atomic(tmp_path / "a.png", b"image").record(tmp_path)
+    recorded = write_atomic(tmp_path / "a.png", b"image").entry("a.png")
     assert output_intact(tmp_path, {**recorded, "sha256": "0" * 64})
     assert not output_intact(tmp_path, {**recorded, "sha256": "0" * 64, "mtime_ns": 1})
 

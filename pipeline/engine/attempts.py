@@ -129,8 +129,7 @@ class Attempts:
                     async for attempt in attempts:
                         with attempt:
                             number = made + attempt.retry_state.attempt_number
-                            response, latency = await self._attempt(prepared, tally)
-                            charge = self._charge(prepared, response.usage, usable=True)
+                            response, latency, charge = await self._attempt(prepared, tally)
                             finished = await self.finisher.finish(prepared, response, charge, tally)
                     break
                 except RetryableError as exc:
@@ -160,7 +159,9 @@ class Attempts:
                 attempt.retry_state.outcome = None  # the traceback holds this frame's locals
         # Writing outputs and the verdict is shielded: a cancellation (the grace period ending)
         # must not leave a paid answer unrecorded.
-        task = asyncio.create_task(self._succeeded(prepared, response, finished, latency, number))
+        task = asyncio.create_task(
+            self._succeeded(prepared, response, finished, latency, number, charge)
+        )
         self.finalizers.add(task)
         task.add_done_callback(self.finalizers.discard)
         await asyncio.shield(task)
@@ -172,7 +173,9 @@ class Attempts:
         self.unanswered_cause = f"{exc.transport or 'error'}: {exc.message}"
         self.recorder.attempt_failed(prepared, exc, number, None)
 
-    async def _attempt(self, prepared: Prepared, tally: Tally) -> tuple[EditResponse, float]:
+    async def _attempt(
+        self, prepared: Prepared, tally: Tally
+    ) -> tuple[EditResponse, float, Charge]:
         admission = await self.gates.admit(prepared.worst_usd)
         actual: float | None = None
         try:
@@ -185,9 +188,10 @@ class Attempts:
             tally.failed(counts, answered=answered(exc), streak=self.gates.circuit.streak)
             raise
         else:
-            actual = self._charge(prepared, response.usage, usable=True).cost_usd
+            charge = self._charge(prepared, response.usage, usable=True)
+            actual = charge.cost_usd
             self.gates.succeeded(response.headers, admission)
-            return response, time.monotonic() - admission.began
+            return response, time.monotonic() - admission.began, charge
         finally:
             self.gates.answered(admission, actual)
 
@@ -207,11 +211,11 @@ class Attempts:
         finished: Finished,
         latency: float,
         attempt: int,  # 0: from the cross-run cache, nothing paid
+        charge: Charge = FREE,  # what the answer cost (a cache hit: nothing)
     ) -> None:
         # The answer was billed whether or not its outputs can be written: the verdict line
         # carries the cost either way, so the ledger's spend is the provider's bill.
         cached = attempt == 0
-        charge = FREE if cached else self._charge(prepared, response.usage, usable=True)
         if await self.delivery.deliver(prepared, response, finished, latency, attempt, charge):
             if not cached:
                 self.gates.observe_latency(latency)

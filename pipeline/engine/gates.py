@@ -6,7 +6,6 @@ Check-and-reserve has no `await` between them, so workers on one loop cannot ove
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -95,14 +94,9 @@ class Gates:
         return Admission(reservation, time.monotonic(), probe)
 
     async def _circuit_turn(self) -> bool:
-        turn = asyncio.ensure_future(self.circuit.admit())
-        try:
-            await self.stops.race(lambda: turn)
-        except StopDispatch:
-            if turn.done() and not turn.cancelled() and turn.result() is not None:
-                self.circuit.release(probe=turn.result())
-            raise
-        probe = turn.result()
+        # Circuit.admit takes its place with no await after the wait, so a stop either finds
+        # it still waiting (no place taken) or finds the place taken and returned.
+        probe = await self.stops.race(self.circuit.admit)
         if probe is None:
             self.stops.stop("outage", self._outage_message())
             raise StopDispatch

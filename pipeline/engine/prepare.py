@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image
 
 from pipeline.api.bodies import ImageRequest
 from pipeline.core.fingerprint import FileDigest, item_key, open_regular
@@ -27,7 +24,13 @@ from pipeline.cost.pricing import Price, TokenCounts
 from pipeline.cost.usage import Charge, charge
 from pipeline.inputs.cache import Fetched
 from pipeline.inputs.fetch import Fetcher
-from pipeline.media.images import content_type, has_alpha_channel, mask_bytes, sniff_format
+from pipeline.media.images import (
+    content_type,
+    dimensions,
+    has_alpha_channel,
+    mask_bytes,
+    sniff_format,
+)
 from pipeline.media.orient import upright
 from pipeline.outputs.files import extension, render_stem
 from pipeline.outputs.store import OutputStore, as_store
@@ -63,6 +66,7 @@ class Prepared:
 class Preparer:
     def __init__(self, plan: Plan, prices: dict[str, Price], fetcher: Fetcher | None = None):
         self.base = plan.manifest_path.parent
+        self._base_prefix = os.path.join(os.fspath(self.base), "")  # with its trailing "/"
         self.prices = prices
         self.fetcher = fetcher  # for remote inputs; None when the plan has none
         self._masks: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
@@ -86,8 +90,7 @@ class Preparer:
             if fmt is None:
                 raise ValueError(f"{path.name} is not a PNG, JPEG or WEBP image")
             sent = upright(data, fmt)  # the same bytes unless EXIF says it is turned
-            with Image.open(io.BytesIO(sent)) as image:
-                dims.append(image.size)
+            dims.append(dimensions(sent, fmt))
             files.append((part_name(path), sent, content_type(fmt)))
             digests.append(digest)
         inputs = records
@@ -133,9 +136,9 @@ class Preparer:
 
     def _record(self, digest: FileDigest, role: str) -> dict:
         record = digest.record(role)
-        path = Path(digest.path)
-        if path.is_relative_to(self.base):
-            record["path"] = path.relative_to(self.base).as_posix()
+        path = os.fspath(digest.path)
+        if path.startswith(self._base_prefix):  # inside the manifest's folder: relative
+            record["path"] = Path(path[len(self._base_prefix) :]).as_posix()
         return record
 
     def _mask(self, path: Path, digest: FileDigest, original: bytes) -> bytes:

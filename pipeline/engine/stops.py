@@ -5,7 +5,6 @@ summary, and waits that a stop interrupts (the item waiting then stays pending).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -23,6 +22,8 @@ class Stops:
         self.reasons: list[str] = []
         self.messages: list[str] = []
         self._event = asyncio.Event()
+        self._racing: set[asyncio.Task] = set()  # tasks inside race(): a stop cancels them
+        self._stopped: set[asyncio.Task] = set()  # ... and those it cancelled
 
     @property
     def stopping(self) -> bool:
@@ -34,6 +35,11 @@ class Stops:
         if message:
             self.messages.append(message)
         self._event.set()
+        current = _current_task()
+        for task in self._racing - self._stopped:
+            if task is not current:  # the task stopping the run meets it at its next check
+                self._stopped.add(task)
+                task.cancel()
 
     def check(self) -> None:
         if self._event.is_set():
@@ -48,18 +54,37 @@ class Stops:
         raise StopDispatch
 
     async def race(self, waiting: Callable[[], Awaitable[T]]) -> T:
-        """Wait for what `waiting()` returns unless the run stops first (then StopDispatch);
-        returns its result."""
+        """Wait for what `waiting()` returns unless the run stops first (then StopDispatch).
+        A result that arrived is returned even when the run stopped meanwhile: the caller owns
+        what it got (a place, a turn) and meets the stop at its next check.
+
+        A wait that is ready at once (the usual case: a free slot, a turn due) costs a plain
+        await, no task: a stop cancels the waiting task itself, and this turns that one
+        cancellation back into StopDispatch (the way asyncio.timeout() turns its own into
+        TimeoutError), so a cancellation from anywhere else still propagates as one."""
         self.check()
-        turn = asyncio.ensure_future(waiting())
-        stop = asyncio.ensure_future(self._event.wait())
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Stops.race() needs a running task")
+        self._racing.add(task)
         try:
-            await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
+            return await waiting()
+        except asyncio.CancelledError:
+            if task in self._stopped:
+                self._stopped.discard(task)
+                if task.uncancel() == 0:
+                    raise StopDispatch from None
+            raise
         finally:
-            stop.cancel()
-            if not turn.done():
-                turn.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await turn
-        self.check()
-        return turn.result()
+            self._racing.discard(task)
+            if task in self._stopped:  # a cancellation the wait swallowed is taken back too
+                self._stopped.discard(task)
+                if task.cancelling():
+                    task.uncancel()
+
+
+def _current_task() -> asyncio.Task | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop: nothing can be racing
+        return None

@@ -93,6 +93,9 @@ class LedgerWriter:
         self.scan = scan  # the ledger as it was when the lock was taken, torn tail repaired
         self._extra = extra
         self._fd: int | None = fd
+        self._appended = 0  # lines appended by this writer
+        self._durable = 0  # ... of which an fsync that has ended covers this many
+        self._syncing: asyncio.Future | None = None  # the fsync running, if any
         self._lock_fd = lock_fd
 
     @classmethod
@@ -134,14 +137,33 @@ class LedgerWriter:
         return record
 
     async def awrite(self, event: str, **fields) -> dict:
-        """write() for the event loop: the append is cheap, the fsync goes to a thread."""
+        """write() for the event loop: the append is cheap; a durable line returns once an
+        fsync that began after it was appended has ended (in a thread)."""
         record = self._append(event, fields)
         if event in DURABLE:
-            try:
-                await asyncio.to_thread(os.fsync, self._fd)
-            except OSError as exc:
-                raise self._unwritable(exc) from exc
+            await self._synced(self._appended)
         return record
+
+    async def _synced(self, line: int) -> None:
+        """Group commit: one fsync makes every line appended before it began durable, so the
+        lines that arrive while one runs share the next instead of queueing one each."""
+        while self._durable < line:
+            if self._syncing is None:
+                self._syncing = asyncio.ensure_future(self._fsync())
+                # The fsync is shared: a waiter cancelled (or gone) must not leave its error
+                # unretrieved, nor cancel it for the others.
+                self._syncing.add_done_callback(_retrieve)
+            await asyncio.shield(self._syncing)
+
+    async def _fsync(self) -> None:
+        upto = self._appended
+        try:
+            await asyncio.to_thread(os.fsync, self._fd)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+        finally:
+            self._syncing = None
+        self._durable = max(self._durable, upto)
 
     def _unwritable(self, exc: OSError) -> LedgerUnwritable:
         return LedgerUnwritable(
@@ -171,6 +193,7 @@ class LedgerWriter:
             if written:
                 os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
             raise self._unwritable(exc) from exc
+        self._appended += 1
         return record
 
     def close(self) -> None:
@@ -193,6 +216,11 @@ class LedgerWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _retrieve(fsync: asyncio.Future) -> None:
+    if not fsync.cancelled():
+        fsync.exception()
 
 
 def _encode(record: dict) -> bytes:

@@ -230,6 +230,16 @@ def _webp_header(head: bytes) -> tuple[int, int, bool] | None:
 _HEADER_READERS = {"png": _png_header, "jpeg": _jpeg_header, "webp": _webp_header}
 
 
+def dimensions(data: bytes, fmt: str) -> tuple[int, int]:
+    """Width and height of an image held in memory: from its header when it says (no Pillow
+    object built per request), else as Pillow reads it."""
+    facts = _HEADER_READERS[fmt](data[:HEAD_BYTES])
+    if facts is not None:
+        return facts[0], facts[1]
+    with _pillow_open(io.BytesIO(data), fmt) as image:
+        return image.size
+
+
 def _pillow_header(path: str | Path, fmt: str) -> tuple[int, int, bool]:
     with _pillow_open(path, fmt) as image:
         return image.width, image.height, image.has_transparency_data

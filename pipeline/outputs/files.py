@@ -32,9 +32,8 @@ class OutputFile:
     bytes: int
     mtime_ns: int
 
-    def record(self, out_dir: Path) -> dict:
-        """The file as a ledger `outputs` entry: path relative to out_dir, posix style."""
-        relpath = Path(self.path).relative_to(out_dir).as_posix()
+    def entry(self, relpath: str) -> dict:
+        """The ledger `outputs` entry of the file, known to be at `relpath` (posix style)."""
         return {
             "path": relpath,
             "sha256": self.sha256,
@@ -126,11 +125,15 @@ def safe_join(out_dir: Path, relpath: str) -> Path:
 def write_atomic(path: Path, data: bytes) -> OutputFile:
     """Write data to path whole or not at all; blocking, run it in a thread."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         # O_EXCL: never write through a file (or symlink) someone else put there.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(temp, flags, 0o666)
+        except FileNotFoundError:  # its folder is new (or was removed): made only then
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temp, flags, 0o666)
         with open(fd, "wb") as f:
             f.write(data)
             f.flush()

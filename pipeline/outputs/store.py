@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from pipeline.core.plan import Location, Remote
@@ -45,7 +45,8 @@ class LocalStore:
         remove_stale_temps(self.folder)
 
     def write(self, relpath: str, data: bytes) -> dict:
-        return write_atomic(safe_join(self.folder, relpath), data).record(self.folder)
+        written = write_atomic(safe_join(self.folder, relpath), data)
+        return written.entry(PurePosixPath(relpath).as_posix())
 
     def intact(self, recorded: dict) -> bool:
         return output_intact(self._root, recorded)
