@@ -95,11 +95,9 @@ async def test_awrite_appends_like_write(tmp_path):
     assert lines_of(path)[0]["message"] == "naïve ✓"
 
 
-async def test_durable_lines_share_fsyncs_and_each_returns_only_once_it_is_synced(
-    tmp_path, monkeypatch
-):
-    """Group commit: lines appended while an fsync runs wait for the next one, which covers
-    them all; none returns before an fsync that began after it was appended has ended."""
+async def test_durable_lines_share_fsyncs_run_in_the_background(tmp_path, monkeypatch):
+    """Group commit: a durable line is appended at once and fsynced in a thread; lines
+    appended while an fsync runs share the next one; idle() waits for the last."""
     synced: list[int] = []  # how many lines each fsync covered (the file's line count then)
     real_fsync = os.fsync
 
@@ -115,28 +113,32 @@ async def test_durable_lines_share_fsyncs_and_each_returns_only_once_it_is_synce
         async def line(number: int) -> None:
             await asyncio.sleep(0.001 * number)
             await writer.awrite("succeeded", item=f"i{number}", key="k")
-            assert synced and synced[-1] >= number + 1  # its own line was in a finished fsync
 
         await asyncio.gather(*(line(n) for n in range(20)))
-        durable_fsyncs = len(synced)
-    assert 2 <= durable_fsyncs < 10, synced
-    assert len(lines_of(tmp_path / "ledger.jsonl")) == 20
+        assert writer.synced_lines < 20  # nobody waited for the disk
+        await writer.idle()
+        assert writer.synced_lines == 20 and synced[-1] == 20
+        background = len(synced)
+        writer.write("attempt_failed", item="a", key="k", attempt=1)  # not durable: no fsync
+        assert len(synced) == background
+    assert 2 <= background < 10, synced
+    assert len(lines_of(tmp_path / "ledger.jsonl")) == 21
 
 
-async def test_a_failed_fsync_reaches_every_line_waiting_for_it(tmp_path, monkeypatch):
+async def test_a_failed_fsync_stops_the_next_append_and_the_close(tmp_path, monkeypatch):
     def full_disk(fd: int) -> None:
-        time.sleep(0.01)
         raise OSError(28, "No space left on device")
 
-    with LedgerWriter.open(tmp_path / "ledger.jsonl", run_id="r") as writer:
-        monkeypatch.setattr(module.os, "fsync", full_disk)
-        results = await asyncio.gather(
-            *(writer.awrite("succeeded", item=f"i{n}", key="k") for n in range(5)),
-            return_exceptions=True,
-        )
-        monkeypatch.undo()
-    assert all(isinstance(r, LedgerUnwritable) for r in results), results
-    assert "free space" in str(results[0])
+    writer = LedgerWriter.open(tmp_path / "ledger.jsonl", run_id="r")
+    monkeypatch.setattr(module.os, "fsync", full_disk)
+    await writer.awrite("succeeded", item="a", key="k")
+    await writer.idle()
+    with pytest.raises(LedgerUnwritable, match="free space"):
+        await writer.awrite("succeeded", item="b", key="k")
+    monkeypatch.undo()
+    with pytest.raises(LedgerUnwritable, match="No space left"):
+        writer.close()  # the lock is released all the same
+    LedgerWriter.open(tmp_path / "ledger.jsonl", run_id="r2").close()
 
 
 def test_writer_refuses_unknown_events_reserved_fields_and_use_after_close(tmp_path):

@@ -62,6 +62,7 @@ async def opened_run(
             async with Fetcher(input_cache_dir(plan)) as fetcher:
                 yield Opened(writer, ledger, fetcher)
         finally:
+            await writer.idle()
             writer.close()
     finally:
         lock.release()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.api.bodies import ImageRequest
-from pipeline.core.fingerprint import FileDigest, item_key, open_regular
+from pipeline.core.fingerprint import FileDigest, item_key, read_regular
 from pipeline.core.plan import Item, Location, Plan, Remote
 from pipeline.cost.estimate import estimate_item
 from pipeline.cost.pricing import Price, TokenCounts
@@ -170,10 +170,8 @@ def part_name(path: Path) -> str:
 
 
 def _read(path: Path) -> tuple[bytes, FileDigest]:
-    with open(open_regular(path), "rb") as f:  # a FIFO put in an image's place: refused
-        st = os.fstat(f.fileno())
-        data = f.read()
-    return data, FileDigest(Path(path), len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+    data, st = read_regular(path)  # a FIFO put in an image's place: refused
+    return data, FileDigest(path, len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
 
 
 async def write_outputs(

@@ -94,8 +94,10 @@ class LedgerWriter:
         self._extra = extra
         self._fd: int | None = fd
         self._appended = 0  # lines appended by this writer
+        self._wanted = 0  # ... up to the last durable one, which an fsync must cover
         self._durable = 0  # ... of which an fsync that has ended covers this many
-        self._syncing: asyncio.Future | None = None  # the fsync running, if any
+        self._syncing: asyncio.Future | None = None  # the group commit running, if any
+        self._failed: LedgerUnwritable | None = None  # an fsync of it failed
         self._lock_fd = lock_fd
 
     @classmethod
@@ -137,33 +139,46 @@ class LedgerWriter:
         return record
 
     async def awrite(self, event: str, **fields) -> dict:
-        """write() for the event loop: the append is cheap; a durable line returns once an
-        fsync that began after it was appended has ended (in a thread)."""
+        """write() for the event loop: the line is appended at once; a durable one is fsynced
+        in a thread without waiting for it (a group commit, below). Raises LedgerUnwritable
+        when an earlier fsync failed."""
+        if self._failed is not None:
+            raise self._failed
         record = self._append(event, fields)
         if event in DURABLE:
-            await self._synced(self._appended)
+            self._wanted = self._appended
+            if self._syncing is None:
+                self._syncing = asyncio.ensure_future(self._sync())
         return record
 
-    async def _synced(self, line: int) -> None:
-        """Group commit: one fsync makes every line appended before it began durable, so the
-        lines that arrive while one runs share the next instead of queueing one each."""
-        while self._durable < line:
-            if self._syncing is None:
-                self._syncing = asyncio.ensure_future(self._fsync())
-                # The fsync is shared: a waiter cancelled (or gone) must not leave its error
-                # unretrieved, nor cancel it for the others.
-                self._syncing.add_done_callback(_retrieve)
-            await asyncio.shield(self._syncing)
-
-    async def _fsync(self) -> None:
-        upto = self._appended
+    async def _sync(self) -> None:
+        """Group commit: one fsync makes every line appended before it began durable, and the
+        lines appended while it runs share the next one. Nobody waits for it: a line is at the
+        same risk (a power loss before its fsync ends) whether its writer waits or not, and
+        not waiting lets the lines of many items share an fsync and its thread hand-off.
+        close() (after idle()) makes the rest durable."""
         try:
-            await asyncio.to_thread(os.fsync, self._fd)
-        except OSError as exc:
-            raise self._unwritable(exc) from exc
+            while self._durable < self._wanted and self._fd is not None:
+                upto = self._appended
+                try:
+                    await asyncio.to_thread(os.fsync, self._fd)
+                except OSError as exc:
+                    self._failed = self._unwritable(exc)
+                    return
+                self._durable = upto
         finally:
             self._syncing = None
-        self._durable = max(self._durable, upto)
+
+    async def idle(self) -> None:
+        """Wait for the fsync running, if any (its failure is raised by the next awrite or by
+        close, not here)."""
+        while self._syncing is not None:
+            await asyncio.shield(self._syncing)
+
+    @property
+    def synced_lines(self) -> int:
+        """Lines made durable by the group commit so far (for tests and the curious)."""
+        return self._durable
 
     def _unwritable(self, exc: OSError) -> LedgerUnwritable:
         return LedgerUnwritable(
@@ -197,12 +212,15 @@ class LedgerWriter:
         return record
 
     def close(self) -> None:
-        """fsync what is written and release the lock. Await every awrite() first."""
+        """fsync what is written and release the lock. Await every awrite(), then idle(),
+        first. Raises LedgerUnwritable when an fsync failed, this one or one before."""
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
         try:
             os.fsync(fd)
+            if self._failed is not None:
+                raise self._failed
         except OSError as exc:  # the lock is released all the same
             raise self._unwritable(exc) from exc
         finally:
@@ -216,11 +234,6 @@ class LedgerWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _retrieve(fsync: asyncio.Future) -> None:
-    if not fsync.cancelled():
-        fsync.exception()
 
 
 def _encode(record: dict) -> bytes:

@@ -134,11 +134,14 @@ def write_atomic(path: Path, data: bytes) -> OutputFile:
         except FileNotFoundError:  # its folder is new (or was removed): made only then
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(temp, flags, 0o666)
-        with open(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            st = os.fstat(f.fileno())
+        try:
+            view, written = memoryview(data), 0
+            while written < len(view):
+                written += os.write(fd, view[written:])
+            os.fsync(fd)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
