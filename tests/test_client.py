@@ -18,6 +18,7 @@ from pipeline.api.answers import cause_of
 from pipeline.api.bodies import ImageRequest as EditRequest
 from pipeline.api.bodies import build_form, form_value
 from pipeline.api.client import EditsClient
+from pipeline.api.payload import verify_images
 from pipeline.core.errors import FatalError, PermanentError, RateLimited, RetryableError
 from pipeline.media.images import sniff_format
 
@@ -567,3 +568,31 @@ async def test_the_form_reads_back_as_sent_and_holds_large_files_uncopied(serve,
         PNG,
     ]
     assert len(build_form(request()).chunks) == 1  # a small request: one write
+
+
+def _damaged_png(kind: str) -> bytes:
+    data = bytearray(noisy("PNG"))
+    if kind == "crc":
+        idat = data.index(b"IDAT")
+        data[idat + 20] ^= 0xFF  # one byte of image data flipped: its chunk's CRC fails
+    elif kind == "cut":
+        data = data[: len(data) // 2]
+    elif kind == "no ihdr":
+        data[12:16] = b"IHDX"
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [("crc", "fails its CRC"), ("cut", "cut short"), ("no ihdr", "not IHDR")],
+)
+def test_a_png_answer_is_checked_chunk_by_chunk(kind, said):
+    with pytest.raises(RetryableError, match=said):
+        verify_images([_damaged_png(kind)])
+    assert verify_images([noisy("PNG")]) == "png"
+
+
+def test_a_png_answer_past_the_pixel_limit_is_refused_from_its_header(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 - 1)
+    with pytest.raises(RetryableError, match=r"too large|decompression bomb"):
+        verify_images([noisy("PNG")])

@@ -85,6 +85,7 @@ class EditsClient:
         self._decoding = asyncio.Semaphore(decoding)  # 200 bodies read and parsed at once
         self._route = route if isinstance(route, Route) else Route(base_url=route)
         self._shown_base_url = scrub_url(self._route.base_url)
+        self._urls: dict[str, str] = {}  # endpoint -> URL, worked out once
         self._headers = self._route.request_headers(api_key)
         self._key_env = api_key_env
         self._timeout_s = timeout_s
@@ -108,7 +109,9 @@ class EditsClient:
         status: int | None = None
         kept: dict[str, str] = {}
         request_id, usage = None, None
-        url = self._route.url(req.endpoint)
+        url = self._urls.get(req.endpoint) or self._urls.setdefault(
+            req.endpoint, self._route.url(req.endpoint)
+        )
         if req.images and self._route.body == JSON:
             # base64 of every image, then the JSON text: CPU work sized by the inputs, kept
             # off the event loop (a multipart form streams the bytes as they are).
