@@ -1,13 +1,17 @@
 """The floor of the stack: a bare aiohttp loop that sends the same multipart requests as
 editbatch and writes the same files the same atomic way (temporary file, fsync, rename, fsync
 of the folder), and does nothing else: no ledger, no retries, no checks of what comes back.
-With `rpm` it paces starts evenly, as a perfect client-side pacer would.
+With `rpm` it paces starts evenly, as a perfect client-side pacer would. With `drift` (the
+"raw + drift" client) it also measures each masked answer's drift, the pixel work the contract
+asks of every masked item (CONTRACT section 9), the least way Pillow can: decode the input and
+the answer, one difference, one masked sum.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import os
 import time
@@ -15,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+from PIL import Image, ImageChops, ImageStat
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -29,6 +34,20 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def drift(source: bytes, answer: bytes, keep: Image.Image, kept: int) -> float:
+    """Mean |source - answer| over the kept pixels, 0..1 over R, G and B."""
+    with Image.open(io.BytesIO(source)) as a, Image.open(io.BytesIO(answer)) as b:
+        diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
+    return sum(ImageStat.Stat(diff, mask=keep).sum) / (3 * 255 * kept)
+
+
+def keep_of(mask: bytes) -> tuple[Image.Image, int]:
+    """The mask's kept pixels (alpha > 0) as an L image, and how many there are."""
+    with Image.open(io.BytesIO(mask)) as opened:
+        keep = opened.convert("RGBA").getchannel("A").point([0] + [255] * 255)
+    return keep, keep.histogram()[255]
 
 
 class Pacer:
@@ -57,6 +76,8 @@ async def raw_loop(spec: dict, base_url: str, api_key: str) -> dict:
     pending = iter(spec["items"])
     statuses: Counter[str] = Counter()
     pacer = Pacer(spec["rpm"])
+    keep = keep_of(mask) if spec.get("drift") and mask is not None else None
+    drifts: list[float] = []
 
     async def send(session: aiohttp.ClientSession, item_id: str, image_path: str) -> None:
         data = await asyncio.to_thread(Path(image_path).read_bytes)
@@ -77,6 +98,8 @@ async def raw_loop(spec: dict, base_url: str, api_key: str) -> dict:
             return
         image = base64.b64decode(json.loads(body)["data"][0]["b64_json"])
         del body
+        if keep is not None:
+            drifts.append(await asyncio.to_thread(drift, data, image, *keep))
         await asyncio.to_thread(write_atomic, out_dir / f"{item_id}.png", image)
 
     async def worker(session: aiohttp.ClientSession) -> None:
@@ -87,4 +110,4 @@ async def raw_loop(spec: dict, base_url: str, api_key: str) -> dict:
     connector = aiohttp.TCPConnector(limit=workers)
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(worker(session) for _ in range(workers)))
-    return {"done": statuses["200"], "by_status": dict(statuses)}
+    return {"done": statuses["200"], "by_status": dict(statuses), "drifts": len(drifts)}

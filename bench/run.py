@@ -29,7 +29,7 @@ SIZES = {
     "default": {
         "rate": {"n": 200},
         "unknown": {"n": 200, "starved": (100, 8, 2.0)},
-        "cpu": {"n": 300, "repeats": 3},
+        "cpu": {},
         "big": {"count": 100_000},
         "memory": {"n": 384, "concurrency": 256},
         "batch": {"n": 2000},
@@ -40,7 +40,7 @@ SIZES = {
     "quick": {
         "rate": {"n": 40},
         "unknown": {"n": 40, "starved": None},
-        "cpu": {"n": 80, "repeats": 1},
+        "cpu": {"scale": 0.2, "repeats": 1},
         "big": {"count": 10_000},
         "memory": {"n": 24, "concurrency": 16, "latency": 2.0, "distinct": 4, "repeats": 1},
         "batch": {"n": 200, "distinct": 50, "batch_seconds": 2.0},

@@ -103,6 +103,11 @@ async def _raw(spec: dict) -> dict:
     return await raw_loop(spec, spec["base_url"], spec["api_key"])
 
 
+async def _raw_drift(spec: dict) -> dict:
+    """The raw loop measuring each masked answer's drift, as the contract asks of a client."""
+    return await _raw({**spec, "drift": True})
+
+
 def _plan(spec: dict) -> dict:
     from pipeline.manifest.load import load_plan
 
@@ -146,6 +151,7 @@ KINDS = {
     "batch": _batch,
     "diy": _diy,
     "raw": _raw,
+    "raw-drift": _raw_drift,
     "plan": _plan,
     "plan-floor": _plan_floor,
     "cli": _cli,
@@ -156,6 +162,7 @@ IMPORTS = {
     "batch": ("pipeline.manifest.load", "pipeline.batch.mode"),
     "diy": ("bench.diy",),
     "raw": ("bench.rawloop",),
+    "raw-drift": ("bench.rawloop",),
     "plan": ("pipeline.manifest.load",),
     "plan-floor": ("yaml",),
     "cli": ("pipeline.cli.main",),

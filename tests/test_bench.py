@@ -5,10 +5,12 @@ No figure is asserted on: the figures come from `python -m bench.run`, not from 
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 # bench/ is not an installed package: it runs from the clone, as `python -m bench.run` does.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -19,6 +21,7 @@ from bench.bigjob import big_job
 from bench.cpu import cpu_per_item
 from bench.figures import Result, all_done, at_least, at_most, markdown, text_table
 from bench.memory import peak_memory
+from bench.rawloop import drift, keep_of
 from bench.run import main
 from bench.scenarios import faults, rate_known, rate_unknown
 
@@ -62,11 +65,25 @@ def test_faults_scenario_finishes_every_item_through_scripted_server_errors():
 
 
 def test_cpu_scenario_reports_both_clients_per_item():
-    result = cpu_per_item(n=4, concurrency=2, variants=("small",), repeats=1)
+    result = cpu_per_item(scale=0.01, concurrency=2, variants=("small",), repeats=1)
     (row,) = result.rows
     assert row.reference.endswith("(raw loop)") and row.ratio and row.verdict
     runs = result.raw["small"]
-    assert [fig["done"] for fig in runs["editbatch"] + runs["raw"]] == [4, 4]
+    assert [fig["done"] for fig in runs["editbatch"] + runs["raw"]] == [10, 10]
+
+
+def test_the_raw_loops_drift_is_zero_for_the_same_pixels_and_grows_with_change():
+    def png(colour) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (16, 16), colour).save(out, "PNG")
+        return out.getvalue()
+
+    mask = io.BytesIO()
+    Image.new("RGBA", (16, 16), (0, 0, 0, 255)).save(mask, "PNG")
+    keep, kept = keep_of(mask.getvalue())
+    assert kept == 256
+    assert drift(png((10, 20, 30)), png((10, 20, 30)), keep, kept) == 0
+    assert drift(png((0, 0, 0)), png((255, 255, 255)), keep, kept) == 1
 
 
 def test_big_job_plans_both_manifests_and_resumes_a_synthetic_ledger(bench_work):

@@ -19,9 +19,13 @@ def drift(source: Image.Image, answer: Image.Image, keep: Image.Image) -> float 
             f"drift needs images of one size: source {source.size}, answer {answer.size}, "
             f"mask {keep.size}"
         )
-    kept = ImageStat.Stat(keep.point([0] + [1] * 255)).sum[0]
+    kept = keep.size[0] * keep.size[1] - keep.histogram()[0]
     if kept == 0:
         return None
-    diff = ImageChops.difference(source.convert("RGB"), answer.convert("RGB"))
+    diff = ImageChops.difference(_rgb(source), _rgb(answer))
     total = sum(ImageStat.Stat(diff, mask=keep).sum)
     return total / (3 * 255 * kept)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")

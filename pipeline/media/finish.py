@@ -7,7 +7,10 @@ its mask and one answer image decoded at a time, so n > 1 costs time, not memory
 
 from __future__ import annotations
 
+import hashlib
 import io
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from PIL import Image
@@ -54,18 +57,15 @@ def finish(
     if not needs_pixels(settings, mask is not None):
         return Finished(list(answers), None)
     with Image.open(io.BytesIO(source)) as opened:
-        base = opened.convert("RGBA" if opened.has_transparency_data else "RGB")
-    keep = None
-    if mask is not None:
-        with Image.open(io.BytesIO(mask)) as opened:
-            keep = stretch_to(keep_region(opened), base.size)
+        base = _as_mode(opened, "RGBA" if opened.has_transparency_data else "RGB")
+    keep = None if mask is None else _KEEPS.get(mask, base.size)
     strict_mode = settings.mask_mode == "strict" and keep is not None
     outputs: list[bytes] = []
     worst: float | None = None
     for data in answers:
         fmt = sniff_format(data[:16]) or "png"
         with Image.open(io.BytesIO(data)) as opened:
-            answer = opened.convert(work_mode(base, opened, fmt))
+            answer = _as_mode(opened, work_mode(base, opened, fmt))
         if keep is not None:
             scaled = stretch_to(answer, base.size)
             value = measure_drift(base, scaled, keep)
@@ -88,3 +88,40 @@ def finish(
             outputs.append(data)
     drift = None if worst is None else round(worst, 6)
     return Finished(outputs, drift, list(answers) if strict_mode else None)
+
+
+def _as_mode(image: Image.Image, mode: str) -> Image.Image:
+    """The image decoded in `mode`: itself when it is in that mode already (convert copies)."""
+    if image.mode == mode:
+        image.load()
+        return image
+    return image.convert(mode)
+
+
+class _KeepRegions:
+    """The few masks seen last, decoded into their keep regions at the inputs' sizes: a mask
+    shared by a whole catalog is decoded once, not once per photo (a 1024x1024 mask costs
+    about as much as the drift itself). Thread-safe: finishes run in threads."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._regions: OrderedDict[tuple[str, tuple[int, int]], Image.Image] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, mask: bytes, size: tuple[int, int]) -> Image.Image:
+        key = (hashlib.sha256(mask).hexdigest(), size)
+        with self._lock:
+            if key in self._regions:
+                self._regions.move_to_end(key)
+                return self._regions[key]
+        with Image.open(io.BytesIO(mask)) as opened:
+            keep = stretch_to(keep_region(opened), size)
+        with self._lock:
+            self._regions[key] = keep
+            while len(self._regions) > self._size:
+                self._regions.popitem(last=False)
+        return keep
+
+
+# Four regions: at 4000x3000 each is 12 MB; the usual catalog shares one mask or none.
+_KEEPS = _KeepRegions(4)
