@@ -457,3 +457,20 @@ def test_scanning_100k_lines_keeps_every_item(tmp_path):
     assert scan.count == 100_000
     assert scan.state.spent_usd == pytest.approx(1000.0)
     assert scan.state.succeeded("item-99999")["key"] == f"{99_999:064x}"
+
+
+def test_lines_orjson_cannot_write_exactly_go_through_json(tmp_path):
+    """An integer past 64 bits, a NaN, a lone surrogate: each line still reads back as the
+    record written (orjson would refuse the first and third, and write the NaN as null)."""
+    path = tmp_path / "ledger.jsonl"
+    with LedgerWriter.open(path, run_id="r") as writer:
+        writer.write("attempt_failed", item="a", key="k", attempt=1, tokens=10**30)
+        writer.write("attempt_failed", item="b", key="k", attempt=1, drift=float("nan"))
+        writer.write("attempt_failed", item="c", key="k", attempt=1, message="bad \udc80 byte")
+        writer.write("attempt_failed", item="d", key="k", attempt=1, message="naïve", x=None)
+    lines = path.read_text(errors="strict").splitlines()
+    assert json.loads(lines[0])["tokens"] == 10**30
+    assert '"drift":NaN' in lines[1]
+    assert json.loads(lines[2])["message"] == "bad \udc80 byte"
+    assert json.loads(lines[3])["message"] == "naïve" and json.loads(lines[3])["x"] is None
+    assert [r["item"] for r in iter_ledger(path)] == ["a", "b", "c", "d"]

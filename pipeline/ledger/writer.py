@@ -12,6 +12,7 @@ import asyncio
 import fcntl
 import gc
 import json
+import math
 import os
 import socket
 import time
@@ -243,11 +244,33 @@ class LedgerWriter:
 
 
 def _encode(record: dict) -> bytes:
+    """One line: orjson (a few times faster than json, once per line of every item) for the
+    usual record; what orjson refuses (an integer past 64 bits, a key that is not a string, a
+    lone surrogate) and a float that is not finite (json keeps it as NaN or Infinity, which
+    the scan reads back) go through json, as every line did before."""
+    try:
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except (TypeError, orjson.JSONEncodeError):
+        pass
+    else:
+        if b"null" not in line or not _has_nonfinite(record):
+            return line
     try:
         return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
     except UnicodeEncodeError:
         # A lone surrogate (say, in a server's message) is not UTF-8; \u-escape everything.
         return (json.dumps(record, separators=(",", ":")) + "\n").encode()
+
+
+def _has_nonfinite(value: object) -> bool:
+    """Whether a NaN or an infinity is anywhere in `value` (orjson writes them as null)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_nonfinite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_nonfinite(v) for v in value)
+    return False
 
 
 def _lock(ledger: Path) -> int:
