@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -22,7 +23,7 @@ from pipeline.engine.breaker import BreakerSettings
 from pipeline.engine.budget import BudgetGuard
 from pipeline.engine.gates import Gates
 from pipeline.engine.record import Recorder
-from pipeline.engine.stops import Stops
+from pipeline.engine.stops import StopDispatch, Stops
 from pipeline.engine.summary import RunStats
 from pipeline.inputs.fetch import Fetcher
 from pipeline.ledger.writer import LedgerWriter
@@ -101,10 +102,18 @@ class Pool:
     def messages(self) -> list[str]:
         return self.stops.messages
 
-    async def run(self, pending: list[Item]) -> None:
-        """Dispatch every pending item (or until a stop); returns when nothing is in flight."""
-        if pending:
-            await self._pool(pending)
+    async def run(
+        self,
+        pending: list[Item],
+        later: asyncio.Future[list[Item]] | None = None,
+        later_most: int = 0,
+    ) -> None:
+        """Dispatch every pending item (or until a stop); returns when nothing is in flight.
+        `later`: more items to send after `pending`, once known (a resume classifies the
+        items with ledger history while the new ones are already being sent), at most
+        `later_most` of them."""
+        if pending or later is not None:
+            await self._pool(Feed(pending, later), len(pending) + later_most)
         while self.attempts.finalizers:
             await asyncio.gather(*list(self.attempts.finalizers), return_exceptions=True)
         unanswered = self.attempts.unanswered
@@ -116,9 +125,8 @@ class Pool:
                 "pending and the next run tries them (check the network or the base URL)"
             )
 
-    async def _pool(self, pending: list[Item]) -> None:
-        queue = iter(pending)
-        workers = min(self.concurrency, len(pending))
+    async def _pool(self, feed: Feed, most: int) -> None:
+        workers = max(1, min(self.concurrency, most))
         connector = aiohttp.TCPConnector(limit=workers, limit_per_host=workers)
         async with aiohttp.ClientSession(connector=connector) as session:
             self.attempts.client = EditsClient(
@@ -129,7 +137,7 @@ class Pool:
                 api_key_env=self.plan.endpoint.api_key_env,
                 max_image_mb=self.plan.limits.max_image_mb,
             )
-            tasks = [asyncio.create_task(self._worker(queue)) for _ in range(workers)]
+            tasks = [asyncio.create_task(self._worker(feed)) for _ in range(workers)]
             watcher = asyncio.create_task(self._watch_signals(tasks))
             try:
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -157,10 +165,44 @@ class Pool:
         for task in tasks:
             task.cancel()
 
-    async def _worker(self, queue: Iterator[Item]) -> None:
+    async def _worker(self, feed: Feed) -> None:
         attempts = self.attempts
         while not self.stops.stopping:
-            item = next(queue, None)
+            item = feed.next_now()
             if item is None:
-                return
+                if not feed.waiting:
+                    return
+                try:
+                    await self.stops.race(feed.wait)
+                except StopDispatch:
+                    return
+                continue
             await attempts.process(item)
+
+
+class Feed:
+    """The items a pool sends, in order: the ones known at the start, then (once `later` is
+    done) the ones it brings. Each item is taken by one worker only."""
+
+    def __init__(self, items: list[Item], later: asyncio.Future[list[Item]] | None):
+        self._items = deque(items)
+        self._later = later
+
+    @property
+    def waiting(self) -> bool:
+        """More items may come: `later` has not been taken in yet."""
+        return self._later is not None
+
+    def next_now(self) -> Item | None:
+        return self._items.popleft() if self._items else None
+
+    async def wait(self) -> None:
+        """Until `later` is done; the first worker back takes its items in (the others find
+        them in the queue). Its exception, if any, is every waiting worker's."""
+        later = self._later
+        if later is None:
+            return
+        items = await asyncio.shield(later)
+        if self._later is later:
+            self._later = None
+            self._items.extend(items)

@@ -23,7 +23,7 @@ from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import Observer, RunStats, RunSummary, verdict
 from pipeline.inputs.fetch import Fetcher
 from pipeline.inputs.validators import FetchError
-from pipeline.ledger.resume import classify
+from pipeline.ledger.resume import Classified, classify, triage
 from pipeline.ledger.status import read_job_state
 from pipeline.ledger.writer import LedgerWriter, ResumeState
 from pipeline.manifest.validate import check_files
@@ -57,6 +57,7 @@ class SessionBase:
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
         self.stats = RunStats()
         self.messages: list[str] = []
+        self.late_problems: list = []  # problems found in items classified while sending
 
     def warn(self, text: str) -> None:
         self.messages.append(text)
@@ -96,35 +97,30 @@ class RunSession(SessionBase):
         cache = DigestCache(base=self.plan.manifest_path.parent)
         if fetcher is not None:
             cache.remote = await remote_digests(fetcher, items, state)
-        classified = await asyncio.to_thread(
-            classify, items, state, cache, store, retry_failed=self.options.retry_failed
-        )
-        if not self.plan.files_checked:
-            notes: list = []
-            problems = await asyncio.to_thread(
-                check_files, classified.pending, self.plan.manifest_path.parent, notes
-            )
-            if problems:
-                raise ManifestError(problems)
-            for note in notes:
-                self.warn(str(note))
-        # Before the first paid request: an answer whose outputs cannot be written is money
-        # lost (its cost is recorded, its images are not).
-        problems = await asyncio.to_thread(
-            output_problems, classified.pending, self.plan.output.dir, self.plan.output.name
-        )
-        if problems:
-            raise ManifestError(problems)
+        fresh, known, in_batch = triage(items, state)
         stats = self.stats
         stats.total = len(items)
-        stats.done_before = len(classified.done)
-        stats.failed_before = len(classified.failed)
-        stats.failed_before_ids = [item.id for item in classified.failed]
-        stats.pending = len(classified.pending)
-        stats.in_batch = len(classified.in_batch)
-        if classified.in_batch:
+        stats.in_batch = len(in_batch)
+        later: asyncio.Task[list[Item]] | None = None
+        if fresh and known:
+            # A resume with new items: they are sent while the items with ledger history are
+            # classified (keys, stats: seconds for 10^5 items); those still to run follow.
+            first = fresh
+            stats.pending = len(fresh) + len(known)  # until classified: see _classify_later
+        else:
+            classified = await asyncio.to_thread(
+                classify, known, state, cache, store, retry_failed=self.options.retry_failed
+            )
+            self._count(classified)
+            first = fresh + classified.pending  # one of the two is empty
+            stats.pending = len(first)
+        # Before the first paid request: every check of the items about to be sent.
+        problems = await self._check(first)
+        if problems:
+            raise ManifestError(problems)
+        if in_batch:
             self.warn(
-                f"{len(classified.in_batch)} item(s) are in batches still open at the provider: "
+                f"{len(in_batch)} item(s) are in batches still open at the provider: "
                 "not sent again; `editbatch run --batch` collects them"
             )
         settings = self.settings
@@ -158,12 +154,69 @@ class RunSession(SessionBase):
         )
         if self.observer is not None:
             self.observer.started(stats)
-        await self.pool.run(classified.pending)
+        if fresh and known:
+            later = asyncio.create_task(self._classify_later(known, state, cache, store))
+        try:
+            await self.pool.run(first, later, len(known) if later else 0)
+        finally:
+            if later is not None:  # the counts need it, even when the run stopped early
+                await asyncio.wait([later])
+        if later is not None:
+            later.result()  # a bug in it surfaces, if no worker was waiting for it
         summary = self._summary(time.monotonic() - started, ledger)
         await record_finish(writer, summary)
         if self.observer is not None:
             self.observer.finished(summary)
+        if self.late_problems:
+            raise ManifestError(self.late_problems)
         return summary
+
+    async def _check(self, items: list[Item]) -> list:
+        """What stops `items` from being sent: unreadable or invalid inputs (when the plan was
+        loaded without reading them), and outputs that could not be written (an answer whose
+        outputs cannot be written is money lost: its cost is recorded, its images are not)."""
+        if not items:
+            return []
+        if not self.plan.files_checked:
+            notes: list = []
+            problems = await asyncio.to_thread(
+                check_files, items, self.plan.manifest_path.parent, notes
+            )
+            if problems:
+                return problems
+            for note in notes:
+                self.warn(str(note))
+        return await asyncio.to_thread(
+            output_problems, items, self.plan.output.dir, self.plan.output.name
+        )
+
+    def _count(self, classified: Classified) -> None:
+        stats = self.stats
+        stats.done_before = len(classified.done)
+        stats.failed_before = len(classified.failed)
+        stats.failed_before_ids = [item.id for item in classified.failed]
+
+    async def _classify_later(
+        self, known: list[Item], state: ResumeState, cache: DigestCache, store: OutputStore
+    ) -> list[Item]:
+        """The items with ledger history that are still to run, checked as the first ones
+        were, for the pool to send after them. A problem among them stops dispatch: the run
+        drains, records, and then refuses with the problems (exit 2), as it would have before
+        sending anything had there been no new items."""
+        classified = await asyncio.to_thread(
+            classify, known, state, cache, store, retry_failed=self.options.retry_failed
+        )
+        self._count(classified)
+        self.stats.pending -= len(known) - len(classified.pending)
+        self._changed()
+        if self.pool.stops.stopping:  # nothing more is sent: no check to make
+            return classified.pending
+        problems = await self._check(classified.pending)
+        if problems:
+            self.late_problems = problems
+            self.pool.stops.stop("invalid")
+            return []
+        return classified.pending
 
     def _options_record(self) -> dict:
         s = self.settings

@@ -178,6 +178,8 @@ def verdict(reasons: list[str], stats: RunStats, signal_name: str | None) -> tup
     again later), which beats a budget stop with items pending."""
     if "fatal" in reasons:
         return "fatal", 4
+    if "invalid" in reasons:  # items classified while others were sent failed the checks
+        return "invalid", 2
     if "interrupted" in reasons:
         return "interrupted", SIGNAL_EXIT.get(signal_name or "", 130)
     if "outage" in reasons:

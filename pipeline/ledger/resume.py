@@ -76,6 +76,26 @@ def _sha256(path: Location, known: dict[str, dict] | None, cache: DigestCache) -
     return cache.digest(path).sha256
 
 
+def triage(items: Iterable[Item], state) -> tuple[list[Item], list[Item], list[Item]]:
+    """(fresh, known, in_batch): items the ledger has never seen (pending without a key:
+    `classify` would put them there too), items with ledger history (`classify` decides
+    them), and items in a batch still open at the provider. One dict lookup or two an item,
+    so a run can send the fresh ones while the known ones are being classified."""
+    fresh: list[Item] = []
+    known: list[Item] = []
+    in_batch_items: list[Item] = []
+    in_batch = state.batches.item_batch
+    succeeded, failed = state.succeeded, state.failed
+    for item in items:
+        if item.id in in_batch:
+            in_batch_items.append(item)
+        elif succeeded(item.id) is None and failed(item.id) is None:
+            fresh.append(item)
+        else:
+            known.append(item)
+    return fresh, known, in_batch_items
+
+
 def classify(
     items: Iterable[Item],
     state,  # pipeline.ledger.writer.ResumeState (or a merge of several)
