@@ -302,3 +302,29 @@ def test_check_files_false_reads_no_input(tmp_path):
     with pytest.raises(ManifestError):
         load_plan(path)
     assert load_plan(path, check_files=False).items[0].id == "missing"
+
+
+@pytest.mark.parametrize(
+    "path", ["/a/b.png", "/x.png", "/a/b c/d.e.png", "/a/b/c/sku-000001.png", "/a/b/.hidden"]
+)
+def test_a_path_made_from_its_folder_is_the_path_of_the_string(path):
+    from pipeline.manifest.expand import _as_path
+
+    folders: dict[str, Path] = {}
+    made = [_as_path(path, folders), _as_path(path, folders)]  # the second from the cache
+    for one in made:
+        assert one == Path(path) and str(one) == path and one.parts == Path(path).parts
+        assert one.name == Path(path).name and one.parent == Path(path).parent
+
+
+def test_paths_in_a_large_manifest_are_absolute_and_normalized(tmp_path):
+    items = [{"id": f"i{n}", "image": f"img/./sub/../i{n}.png", "prompt": "p"} for n in range(3)]
+    items.append({"id": "j", "image": "img//j.png", "mask": "img/j.png", "prompt": "p"})
+    plan = load_plan(write_manifest(tmp_path, items), check_files=False)
+    assert [str(item.images[0]) for item in plan.items] == [
+        f"{tmp_path}/img/i0.png",
+        f"{tmp_path}/img/i1.png",
+        f"{tmp_path}/img/i2.png",
+        f"{tmp_path}/img/j.png",
+    ]
+    assert plan.items[3].mask == plan.items[3].images[0]
