@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.fingerprint import DigestCache, file_digest, item_key
-from pipeline.core.plan import Item
+from pipeline.core.plan import Finish, Item
 
 
 def make_item(tmp_path: Path, **changes) -> Item:
@@ -209,8 +209,38 @@ def test_key_is_stable_hex(tmp_path):
 )
 def test_keys_stay_the_keys_ledgers_hold(item, digests, mask_digest, key):
     """Pinned values: a change to how a key is computed must bump KEY_VERSION (every item of
-    every ledger then runs again), never happen by accident."""
+    every ledger then runs again), never happen by accident. Resume's classify writes the
+    same JSON piece by piece, with a memo of parameter JSON: the same keys, hit or miss."""
     assert item_key(item, digests, mask_digest) == key
+    memo: dict = {}
+    assert item_key(item, digests, mask_digest, memo=memo) == key
+    assert item_key(item, digests, mask_digest, memo=memo) == key  # from the memo
+
+
+@pytest.mark.parametrize(
+    ("finish", "mask", "images", "params"),
+    [
+        (Finish(mask_mode="strict", feather_px=3), Path("/m.png"), 1, {"model": "m"}),
+        (Finish(size="input"), None, 2, {"model": "m", "extra": {"z": [1, 2.5], "a": None}}),
+        (Finish(), None, 0, {"size": "1024x1024", "model": "gpt-image-1"}),
+    ],
+    ids=["strict-mask", "size-input-nested", "generation"],
+)
+def test_the_memo_gives_the_keys_of_the_general_path(finish, mask, images, params):
+    item = Item(
+        id="x",
+        images=tuple(Path(f"/i{n}.png") for n in range(images)),
+        prompt="p \u00e9",
+        params=params,
+        mask=mask,
+        finish=finish,
+    )
+    digests = [f"{n:02d}" * 32 for n in range(images)]
+    mask_digest = "0f" * 32 if mask else None
+    memo: dict = {}
+    for with_finish in (True, False):
+        plain = item_key(item, digests, mask_digest, with_finish=with_finish)
+        assert item_key(item, digests, mask_digest, with_finish=with_finish, memo=memo) == plain
 
 
 def test_key_refuses_digests_that_do_not_match_the_item(tmp_path):

@@ -474,3 +474,15 @@ def test_lines_orjson_cannot_write_exactly_go_through_json(tmp_path):
     assert json.loads(lines[2])["message"] == "bad \udc80 byte"
     assert json.loads(lines[3])["message"] == "naïve" and json.loads(lines[3])["x"] is None
     assert [r["item"] for r in iter_ledger(path)] == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/a/b.png", "/a//b", "/a/./b", "/a/../b", "/a/b/", "a/b", "./a", "../a", "/a/.h", "/a/b..c"],
+)
+def test_resume_spells_a_path_as_normpath_does(path):
+    import os
+
+    from pipeline.ledger.resume import _normal
+
+    assert _normal(path) == os.path.normpath(path)

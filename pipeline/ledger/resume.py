@@ -27,13 +27,16 @@ class Classified:
     keys: dict[str, str] = field(default_factory=dict)
 
 
-def current_key(item: Item, cache: DigestCache, recorded: list[dict] | None = None) -> str:
+def current_key(
+    item: Item, cache: DigestCache, recorded: list[dict] | None = None, memo: dict | None = None
+) -> str:
     """The item's key now. `recorded` are the `inputs` of its last success: an input whose
-    size and mtime are unchanged since keeps its recorded digest, so no file is re-read."""
+    size and mtime are unchanged since keeps its recorded digest, so no file is re-read.
+    `memo`: see fingerprint.item_key."""
     known = _by_path(cache.base, recorded) if recorded else None
     images = [_sha256(path, known, cache) for path in item.images]
     mask = _sha256(item.mask, known, cache) if item.mask is not None else None
-    return item_key(item, images, mask)
+    return item_key(item, images, mask, memo=memo)
 
 
 def _by_path(base: str, recorded: list[dict]) -> dict[str, dict]:
@@ -42,10 +45,19 @@ def _by_path(base: str, recorded: list[dict]) -> dict[str, dict]:
     for entry in recorded:
         path = entry.get("path")
         if isinstance(path, str):
-            known[os.path.normpath(_join(base, path))] = entry
+            known[_normal(_join(base, path))] = entry
         elif isinstance(entry.get("url"), str):
             known[entry["url"]] = entry
     return known
+
+
+def _normal(path: str) -> str:
+    """os.path.normpath(path), skipped for a path already in normal form (the usual case: the
+    plan's paths are, and so are the ones it recorded): no //, no . or .. part, no / at the
+    end. Twice per item of a 100,000-item resume."""
+    if "/." in path or "//" in path or path.endswith("/") or path.startswith("."):
+        return os.path.normpath(path)
+    return path
 
 
 def _join(base: str, path: str) -> str:
@@ -64,7 +76,7 @@ def _sha256(path: Location, known: dict[str, dict] | None, cache: DigestCache) -
         return cache.sha256(path, entry.get("sha256") if entry else None)
     if known:
         name = os.fspath(path)
-        entry = known.get(os.path.normpath(name))
+        entry = known.get(_normal(name))
         if entry is not None:
             try:
                 st = os.stat(name)
@@ -112,6 +124,7 @@ def classify(
     sending it again would pay twice.
     """
     result = Classified()
+    memo: dict = {}  # parameter JSON shared by items (see item_key)
     in_batch = state.batches.item_batch
     intact = as_store(out_dir).intact
     for item in items:
@@ -124,7 +137,7 @@ def classify(
             result.pending.append(item)
             continue
         try:
-            key = current_key(item, cache, (succeeded or {}).get("inputs"))
+            key = current_key(item, cache, (succeeded or {}).get("inputs"), memo)
         except OSError:
             result.pending.append(item)  # the runner reports the unreadable input
             continue
