@@ -5,6 +5,7 @@ first, and every check made before an item is sent."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 import urllib.request
@@ -12,6 +13,7 @@ import urllib.request
 import pytest
 from helpers import make_image, read_ledger_lines, simple_job, write_manifest
 
+from pipeline.cli.progress import PlainProgress
 from pipeline.core.errors import ManifestError
 from pipeline.core.plan import Item
 from pipeline.engine import session
@@ -66,7 +68,11 @@ async def test_new_items_are_sent_while_the_items_with_history_are_classified(
             return real_classify(items, *args, **kwargs)
 
         monkeypatch.setattr(session, "classify", classify_after_a_request)
-        summary = await run(load_plan(manifest, check_files=False), options(sim, concurrency=2))
+        log = io.StringIO()
+        summary = await run(
+            load_plan(manifest, check_files=False),
+            options(sim, concurrency=2, observer=PlainProgress(log)),
+        )
         total = (await sim.stats())["requests"]
     assert seen_while_classifying and seen_while_classifying[0] >= 1
     assert summary.exit_code == 0
@@ -79,6 +85,9 @@ async def test_new_items_are_sent_while_the_items_with_history_are_classified(
     assert sent == ["new-0", "new-1", "sku-001", "sku-003"]
     finished = this_run[-1]
     assert finished["event"] == "run_finished" and finished["counts"]["done"] == 7
+    said = log.getvalue()  # first what is sent at once, then the counts once they are known
+    assert "7 item(s): 2 new, sent now; 5 with ledger history being checked" in said
+    assert said.index("sent now") < said.index("3 done before, 0 failed before")
 
 
 async def test_a_problem_in_an_item_with_history_stops_dispatch_and_refuses(tmp_path, sim_factory):

@@ -78,6 +78,7 @@ class PlainProgress:
         self._task: asyncio.Task | None = None
         self._eta = Eta(time.monotonic())
         self._hold = ""  # what the log last said holds dispatch back
+        self._checking = 0  # items with ledger history being judged, as the log last said
 
     def _print(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -86,11 +87,21 @@ class PlainProgress:
     def started(self, stats: RunStats) -> None:
         self._stats = stats
         self._eta = Eta(time.monotonic())
+        self._checking = stats.checking
+        if stats.checking:
+            self._print(
+                f"{stats.total} item(s): {stats.pending - stats.checking} new, sent now; "
+                f"{stats.checking} with ledger history being checked"
+            )
+        else:
+            self._print_counts(stats)
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+
+    def _print_counts(self, stats: RunStats) -> None:
         self._print(
             f"{stats.total} item(s): {stats.done_before} done before, "
             f"{stats.failed_before} failed before, {stats.pending} to run"
         )
-        self._task = asyncio.get_running_loop().create_task(self._tick())
 
     async def _tick(self) -> None:
         while True:
@@ -101,6 +112,9 @@ class PlainProgress:
 
     def update(self, stats: RunStats) -> None:
         self._stats = stats
+        if self._checking and not stats.checking:  # the items with history are judged
+            self._checking = 0
+            self._print_counts(stats)
         self._eta.observe(finished(stats), time.monotonic())
         self._log_hold(stats)
 
@@ -170,6 +184,8 @@ class RichProgress:
             detail += f" (left ${stats.budget_left_usd:.2f})"
         if stats.failed:
             detail += f" · failed {stats.failed}"
+        if stats.checking:
+            detail += f" · checking {stats.checking} from the ledger"
         detail += batch_text(stats).replace(", in batches", " · in batches")
         hold = hold_text(stats)
         self._eta.observe(finished(stats), time.monotonic())

@@ -107,6 +107,7 @@ class RunSession(SessionBase):
             # classified (keys, stats: seconds for 10^5 items); those still to run follow.
             first = fresh
             stats.pending = len(fresh) + len(known)  # until classified: see _classify_later
+            stats.checking = len(known)
         else:
             classified = await asyncio.to_thread(
                 classify, known, state, cache, store, retry_failed=self.options.retry_failed
@@ -208,6 +209,7 @@ class RunSession(SessionBase):
         )
         self._count(classified)
         self.stats.pending -= len(known) - len(classified.pending)
+        self.stats.checking = 0
         self._changed()
         if self.pool.stops.stopping:  # nothing more is sent: no check to make
             return classified.pending

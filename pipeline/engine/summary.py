@@ -33,6 +33,9 @@ class RunStats:
     done_before: int = 0
     failed_before: int = 0  # failed in an earlier run, not retried (see --retry-failed)
     pending: int = 0
+    # items with ledger history still being judged (counted in pending until then): a resume
+    # sends its new items meanwhile
+    checking: int = 0
     succeeded: int = 0
     failed: int = 0
     in_flight: int = 0
