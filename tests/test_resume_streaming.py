@@ -18,10 +18,11 @@ from pipeline.core.errors import ManifestError
 from pipeline.core.plan import Item
 from pipeline.engine import session
 from pipeline.engine.pool import Feed
-from pipeline.engine.runner import RunOptions, run
+from pipeline.engine.runner import RunControl, RunOptions, run
 from pipeline.ledger.resume import triage
 from pipeline.ledger.scan import ResumeState
 from pipeline.manifest.load import load_plan
+from pipeline.simulator import SimConfig
 
 
 def options(sim, **kw) -> RunOptions:
@@ -168,3 +169,36 @@ async def test_the_feed_gives_each_item_once_the_later_ones_after_the_first():
     later.set_result([item("c"), item("d"), item("e")])
     await asyncio.gather(*workers)
     assert taken[:2] == ["a", "b"] and sorted(taken[2:]) == ["c", "d", "e"]
+
+
+async def test_a_stop_while_the_history_is_checked_keeps_the_counts_right(
+    tmp_path, sim_factory, monkeypatch
+):
+    manifest = simple_job(tmp_path, 4)
+    async with sim_factory(SimConfig(latency_s=0.3)) as sim:
+        assert (await run(load_plan(manifest), options(sim))).exit_code == 0
+        add_items(tmp_path, 4, new=3)
+        (tmp_path / "job-out" / "sku-000.png").unlink()  # would run again: the stop comes first
+        loop = asyncio.get_running_loop()
+        control = RunControl()
+        real_classify = session.classify
+
+        def stop_then_classify(items, *args, **kwargs):
+            deadline = time.monotonic() + 5
+            while requests_seen(sim) == 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            loop.call_soon_threadsafe(control.request_stop, "SIGTERM")
+            time.sleep(0.05)  # the pool has stopped dispatching before this is done
+            return real_classify(items, *args, **kwargs)
+
+        monkeypatch.setattr(session, "classify", stop_then_classify)
+        summary = await run(
+            load_plan(manifest, check_files=False),
+            options(sim, concurrency=1, control=control),
+        )
+        sent = (await sim.stats())["requests"] - 4
+    stats = summary.stats
+    assert summary.reason == "interrupted" and summary.exit_code == 143
+    assert sent == 1 and stats.succeeded == 1  # the one in flight finished; nothing else went
+    assert (stats.done_before, stats.pending, stats.checking) == (3, 3, 0)
+    assert stats.done_before + stats.succeeded + stats.pending == stats.total == 7
