@@ -22,9 +22,10 @@ from bench.workload import work_dir
 from pipeline.core.fingerprint import KEY_VERSION, DigestCache, FileDigest, item_key
 from pipeline.cost.pricing import cost_of_usage, price_table
 from pipeline.engine.prepare import Preparer
+from pipeline.ledger.reader import VERSION
 from pipeline.ledger.resume import classify
 from pipeline.ledger.status import read_job_state
-from pipeline.ledger.writer import VERSION, timestamp
+from pipeline.ledger.writer import timestamp
 from pipeline.manifest.load import load_plan
 from pipeline.outputs.files import output_relpaths
 

@@ -17,7 +17,9 @@ import pytest
 
 import pipeline.ledger.writer as module
 from pipeline.core.errors import LedgerCorrupt, LedgerLocked, LedgerUnwritable
-from pipeline.ledger.writer import LedgerWriter, ResumeState, iter_ledger, read_ledger
+from pipeline.ledger.reader import iter_ledger, read_ledger
+from pipeline.ledger.scan import ResumeState
+from pipeline.ledger.writer import LedgerWriter
 
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 

@@ -215,7 +215,7 @@ async def test_a_ledger_path_that_leads_to_a_foreign_file_is_refused_and_left_al
 
 def test_only_a_torn_ledger_line_is_repaired(tmp_path):
     from pipeline.core.errors import LedgerCorrupt
-    from pipeline.ledger.writer import read_ledger
+    from pipeline.ledger.reader import read_ledger
 
     record = {"v": 1, "ts": "2026-01-01T00:00:00.000Z", "run": "r", "event": "run_started"}
     path = tmp_path / "ledger.jsonl"

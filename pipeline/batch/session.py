@@ -29,9 +29,10 @@ from pipeline.engine.session import SessionBase, prepare_out_dir, remote_digests
 from pipeline.engine.settings import RunSettings
 from pipeline.engine.summary import RunSummary
 from pipeline.inputs.fetch import Fetcher
+from pipeline.ledger.reader import read_ledger
 from pipeline.ledger.resume import Classified, classify
 from pipeline.ledger.scan import ResumeState
-from pipeline.ledger.writer import LedgerWriter, read_ledger
+from pipeline.ledger.writer import LedgerWriter
 from pipeline.manifest.validate import check_files
 from pipeline.outputs.store import as_store
 

@@ -24,8 +24,9 @@ from pipeline.engine.summary import Observer, RunStats, RunSummary, verdict
 from pipeline.inputs.fetch import Fetcher
 from pipeline.inputs.validators import FetchError
 from pipeline.ledger.resume import Classified, classify, triage
+from pipeline.ledger.scan import ResumeState
 from pipeline.ledger.status import read_job_state
-from pipeline.ledger.writer import LedgerWriter, ResumeState
+from pipeline.ledger.writer import LedgerWriter
 from pipeline.manifest.validate import check_files
 from pipeline.outputs.files import output_problems
 from pipeline.outputs.store import OutputStore, as_store

@@ -110,7 +110,7 @@ def triage(items: Iterable[Item], state) -> tuple[list[Item], list[Item], list[I
 
 def classify(
     items: Iterable[Item],
-    state,  # pipeline.ledger.writer.ResumeState (or a merge of several)
+    state,  # pipeline.ledger.scan.ResumeState (or a merge of several)
     cache: DigestCache,
     out_dir: Path | OutputStore,
     *,

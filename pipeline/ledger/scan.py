@@ -1,7 +1,7 @@
 """ResumeState: what a ledger's lines say about each item, as resume needs it.
 
 A pure fold over ledger records (no I/O): the last success and the last failure of each item,
-and the spend recorded so far. `pipeline.ledger.writer.read_ledger` builds one while it reads.
+and the spend recorded so far. `pipeline.ledger.reader.read_ledger` builds one while it reads.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pipeline.core.fingerprint import DigestCache
 from pipeline.core.plan import Item, Plan
+from pipeline.ledger.reader import LedgerScan, read_ledger
 from pipeline.ledger.resume import Classified, classify
+from pipeline.ledger.scan import ResumeState
 from pipeline.ledger.shards import job_ledgers
-from pipeline.ledger.writer import LedgerScan, ResumeState, read_ledger
 
 
 def read_job_state(plan: Plan, own: LedgerScan | None = None) -> tuple[ResumeState, list[str]]:

@@ -53,7 +53,7 @@ def resolve_inputs(args: str | Path | Sequence[str | Path]) -> tuple[Plan | None
 def load_ledgers(paths: Iterable[Path], warnings: list[str] | None = None) -> list[dict]:
     """Every record of several ledgers (shards of one job) in time order. A torn last line is
     skipped (a report never writes) and said in `warnings`."""
-    from pipeline.ledger.writer import iter_ledger
+    from pipeline.ledger.reader import iter_ledger
 
     records: list[dict] = []
     for path in paths:
