@@ -129,17 +129,14 @@ class Form(Payload):
         files: Sequence[tuple[str, str, bytes, str]] = (),  # field, filename, bytes, type
     ):
         boundary = uuid.uuid4().hex
-        self.boundary = boundary
-        self.fields = tuple(fields)
-        self.files = tuple(files)
         chunks: list[bytes] = []
         pending: list[bytes] = []
-        for name, value in self.fields:
+        for name, value in fields:
             pending.append(
                 f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(name)}"'
                 f"\r\n\r\n{value}\r\n".encode()
             )
-        for name, filename, data, kind in self.files:
+        for name, filename, data, kind in files:
             pending.append(
                 f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(name)}"; '
                 f'filename="{_quoted(filename)}"\r\nContent-Type: {kind}\r\n\r\n'.encode()

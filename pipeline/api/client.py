@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import aiohttp
 
@@ -28,12 +29,14 @@ from pipeline.api.payload import parse_success, unusable, verify_images
 from pipeline.api.providers import Route
 from pipeline.api.vocabulary import standard_headers
 from pipeline.core.errors import AttemptError, RetryableError
+from pipeline.core.plan import EDITS, GENERATIONS
 from pipeline.core.secrets import Redactor, scrub_url, url_secrets
 
 _KEPT_HEADERS = ("retry-after", "retry-after-ms")
 # A body this small is parsed and its images checked on the event loop: tens of microseconds,
 # less than the hand-off to a thread and back costs. Larger ones go to a thread.
 INLINE_BYTES = 64 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,13 @@ def _transport_error(
     return RetryableError(f"{doing}: {one_line(redact(what), 200)}", transport=kind)
 
 
+async def _off_loop(size: int, work: Callable[..., T], *args: object) -> T:
+    """work(*args) on the loop for up to INLINE_BYTES of input, else in a thread."""
+    if size <= INLINE_BYTES:
+        return work(*args)
+    return await asyncio.to_thread(work, *args)
+
+
 class EditsClient:
     """Sends one request (an edit or a generation) per call; holds no state between calls but
     its configuration (and a semaphore that bounds how many answers are decoded at once).
@@ -85,7 +95,7 @@ class EditsClient:
         self._decoding = asyncio.Semaphore(decoding)  # 200 bodies read and parsed at once
         self._route = route if isinstance(route, Route) else Route(base_url=route)
         self._shown_base_url = scrub_url(self._route.base_url)
-        self._urls: dict[str, str] = {}  # endpoint -> URL, worked out once
+        self._urls = {endpoint: self._route.url(endpoint) for endpoint in (EDITS, GENERATIONS)}
         self._headers = self._route.request_headers(api_key)
         self._key_env = api_key_env
         self._timeout_s = timeout_s
@@ -109,9 +119,7 @@ class EditsClient:
         status: int | None = None
         kept: dict[str, str] = {}
         request_id, usage = None, None
-        url = self._urls.get(req.endpoint) or self._urls.setdefault(
-            req.endpoint, self._route.url(req.endpoint)
-        )
+        url = self._urls[req.endpoint]
         if req.images and self._route.body == JSON:
             # base64 of every image, then the JSON text: CPU work sized by the inputs, kept
             # off the event loop (a multipart form streams the bytes as they are).
@@ -144,16 +152,10 @@ class EditsClient:
                 async with self._decoding:
                     body = await read_capped(resp, answer_cap(req.n, self._max_image))
                     body_size = len(body)
-                    if body_size <= INLINE_BYTES:
-                        entries, usage = parse_success(body, req.n)
-                    else:
-                        entries, usage = await asyncio.to_thread(parse_success, body, req.n)
+                    entries, usage = await _off_loop(body_size, parse_success, body, req.n)
                     del body
             images = [e if isinstance(e, bytes) else await self._download(e) for e in entries]
-            if sum(map(len, images)) <= INLINE_BYTES:
-                output_format = verify_images(images)
-            else:
-                output_format = await asyncio.to_thread(verify_images, images)
+            output_format = await _off_loop(sum(map(len, images)), verify_images, images)
         except TooLarge as exc:
             error = unusable(f"the body is {exc} (limits.max_image_mb x n); connection closed")
             raise _billed(error, status, request_id, kept) from None

@@ -126,12 +126,13 @@ def _png_checked(data: bytes) -> tuple[int, int]:
         if pos + 12 > end:
             raise ValueError("it is cut short before its IEND chunk")
         length = int.from_bytes(view[pos : pos + 4], "big")
+        kind = bytes(view[pos + 4 : pos + 8])
         crc_at = pos + 8 + length
         if crc_at + 4 > end:
-            raise ValueError(f"its {bytes(view[pos + 4 : pos + 8])!r} chunk is cut short")
+            raise ValueError(f"its {kind!r} chunk is cut short")
         if zlib.crc32(view[pos + 4 : crc_at]) != int.from_bytes(view[crc_at : crc_at + 4], "big"):
-            raise ValueError(f"its {bytes(view[pos + 4 : pos + 8])!r} chunk fails its CRC")
-        if view[pos + 4 : pos + 8] == b"IEND":
+            raise ValueError(f"its {kind!r} chunk fails its CRC")
+        if kind == b"IEND":
             return width, height
         pos = crc_at + 4
 

@@ -40,19 +40,10 @@ EVENTS = frozenset(
         "batch_collected",
     }
 )
-# Batch lines are durable too: a lost `file_uploaded` or `batch_submitted` would send or pay
-# for something again, a lost `batch_collected` would collect a batch twice.
-DURABLE = frozenset(
-    {
-        "run_started",
-        "succeeded",
-        "failed",
-        "run_finished",
-        "file_uploaded",
-        "batch_submitted",
-        "batch_collected",
-    }
-)
+# Every line but a retry's is fsynced. Batch lines too: a lost `file_uploaded` or
+# `batch_submitted` would send or pay for something again, a lost `batch_collected` would
+# collect a batch twice.
+DURABLE = EVENTS - {"attempt_failed"}
 _RESERVED = frozenset({"v", "ts", "run", "event"})
 
 

@@ -28,6 +28,14 @@ _FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 PNG_LEVEL = 3
 
 
+def in_mode(image: Image.Image, mode: str) -> Image.Image:
+    """The image decoded in `mode`: itself when it is in that mode already (convert copies)."""
+    if image.mode == mode:
+        image.load()
+        return image
+    return image.convert(mode)
+
+
 def keep_region(mask: Image.Image) -> Image.Image:
     """An L image: 255 where the mask (as sent: alpha = keep) keeps the input, 0 where the
     model may edit."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from PIL import Image, ImageChops, ImageStat
 
+from pipeline.media.composite import in_mode
+
 
 def drift(source: Image.Image, answer: Image.Image, keep: Image.Image) -> float | None:
     """Mean |source - answer| over the kept pixels (keep: L, nonzero = kept), 0..1; None when
@@ -22,10 +24,6 @@ def drift(source: Image.Image, answer: Image.Image, keep: Image.Image) -> float 
     kept = keep.size[0] * keep.size[1] - keep.histogram()[0]
     if kept == 0:
         return None
-    diff = ImageChops.difference(_rgb(source), _rgb(answer))
+    diff = ImageChops.difference(in_mode(source, "RGB"), in_mode(answer, "RGB"))
     total = sum(ImageStat.Stat(diff, mask=keep).sum)
     return total / (3 * 255 * kept)
-
-
-def _rgb(image: Image.Image) -> Image.Image:
-    return image if image.mode == "RGB" else image.convert("RGB")

@@ -7,7 +7,6 @@ its mask and one answer image decoded at a time, so n > 1 costs time, not memory
 
 from __future__ import annotations
 
-import hashlib
 import io
 import threading
 from collections import OrderedDict
@@ -16,7 +15,15 @@ from dataclasses import dataclass
 from PIL import Image
 
 from pipeline.core.plan import Finish
-from pipeline.media.composite import cover, encode, keep_region, stretch_to, strict, work_mode
+from pipeline.media.composite import (
+    cover,
+    encode,
+    in_mode,
+    keep_region,
+    stretch_to,
+    strict,
+    work_mode,
+)
 from pipeline.media.drift import drift as measure_drift
 from pipeline.media.images import sniff_format
 
@@ -57,7 +64,7 @@ def finish(
     if not needs_pixels(settings, mask is not None):
         return Finished(list(answers), None)
     with Image.open(io.BytesIO(source)) as opened:
-        base = _as_mode(opened, "RGBA" if opened.has_transparency_data else "RGB")
+        base = in_mode(opened, "RGBA" if opened.has_transparency_data else "RGB")
     keep = None if mask is None else _KEEPS.get(mask, base.size)
     strict_mode = settings.mask_mode == "strict" and keep is not None
     outputs: list[bytes] = []
@@ -65,7 +72,7 @@ def finish(
     for data in answers:
         fmt = sniff_format(data[:16]) or "png"
         with Image.open(io.BytesIO(data)) as opened:
-            answer = _as_mode(opened, work_mode(base, opened, fmt))
+            answer = in_mode(opened, work_mode(base, opened, fmt))
         if keep is not None:
             scaled = stretch_to(answer, base.size)
             value = measure_drift(base, scaled, keep)
@@ -90,14 +97,6 @@ def finish(
     return Finished(outputs, drift, list(answers) if strict_mode else None)
 
 
-def _as_mode(image: Image.Image, mode: str) -> Image.Image:
-    """The image decoded in `mode`: itself when it is in that mode already (convert copies)."""
-    if image.mode == mode:
-        image.load()
-        return image
-    return image.convert(mode)
-
-
 class _KeepRegions:
     """The few masks seen last, decoded into their keep regions at the inputs' sizes: a mask
     shared by a whole catalog is decoded once, not once per photo (a 1024x1024 mask costs
@@ -105,11 +104,12 @@ class _KeepRegions:
 
     def __init__(self, size: int):
         self._size = size
-        self._regions: OrderedDict[tuple[str, tuple[int, int]], Image.Image] = OrderedDict()
+        # keyed by the mask's bytes themselves: their hash is computed once per bytes object
+        self._regions: OrderedDict[tuple[bytes, tuple[int, int]], Image.Image] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, mask: bytes, size: tuple[int, int]) -> Image.Image:
-        key = (hashlib.sha256(mask).hexdigest(), size)
+        key = (mask, size)
         with self._lock:
             if key in self._regions:
                 self._regions.move_to_end(key)
